@@ -1,0 +1,32 @@
+# Set-up and the two jobs the README names. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-all reports clean
+
+install: $(VENV)/.installed
+
+# torch is installed first and pinned: that release is a quick CPU build here, where an unpinned torch
+# would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+# The main job on the built-in demo data set: no data file, no network.
+demo: install
+	$(BIN)/privaudit train --demo --out out/demo.pt
+	$(BIN)/privaudit info out/demo.pt
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Also the slow, full-size runs on SNIPS from ../shared.
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

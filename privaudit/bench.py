@@ -1,0 +1,82 @@
+"""`privaudit bench dp`: DP-SGD step time against ordinary training, measured side by side.
+
+The same model (same initial weights, same optimizer) is trained on the same fixed batches with and
+without DP-SGD; blocks of steps alternate between the two so that machine load affects both alike,
+and the median block gives each mode's time per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import load_dataset
+from .demo import demo_dataset
+from .dpsgd import GaussianNoise, PerExampleClipper
+from .recipe import TrainingRecipe
+from .tokenization import encode
+from .training import _make_optimizer, build_classifier, dp_step, nondp_step
+
+ROUNDS = 5
+
+
+def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str | Path | None = None,
+             device: str = "cpu") -> list[dict]:
+    dataset = demo_dataset() if data is None else load_dataset(data)
+    rows = []
+    for arch in archs:
+        recipe = TrainingRecipe(arch=arch, batch_size=batch_size).resolved()
+        torch.manual_seed(0)
+        classifier = build_classifier(recipe, dataset.texts, dataset.label_names)
+        rng = np.random.default_rng(0)
+        batches = []
+        for _ in range(steps):
+            idx = rng.choice(len(dataset), batch_size, replace=False)
+            ids, mask = encode(classifier.tokenizer, [dataset.texts[i] for i in idx], recipe.max_len,
+                               classifier.config.pad_id)
+            targets = classifier.label_ids([dataset.labels[i] for i in idx]).cpu()
+            batches.append((ids.to(device), mask.to(device), targets.to(device)))
+
+        plain = classifier.model.to(device).train()
+        private = copy.deepcopy(plain)
+        plain_opt = _make_optimizer(recipe, plain.parameters())
+        private_opt = _make_optimizer(recipe, private.parameters())
+        clipper = PerExampleClipper(private, max_grad_norm=1.0)
+        noise = GaussianNoise(clipper.parameters, 1.0, seed=0, device=device)
+
+        def run_plain():
+            for ids, mask, y in batches:
+                nondp_step(plain, plain_opt, ids, mask, y)
+
+        def run_private():
+            for ids, mask, y in batches:
+                dp_step(clipper, noise, private, private_opt, ids, mask, y, batch_size)
+
+        try:
+            run_plain(), run_private()  # warm-up: allocator, kernels, optimizer state
+            plain_times, private_times = [], []
+            for _ in range(ROUNDS):
+                plain_times.append(_timed(run_plain, device))
+                private_times.append(_timed(run_private, device))
+        finally:
+            clipper.close()
+            noise.close()
+        nondp_ms = statistics.median(plain_times) / steps * 1000
+        dp_ms = statistics.median(private_times) / steps * 1000
+        rows.append({"arch": arch, "nondp_ms": nondp_ms, "dp_ms": dp_ms, "ratio": dp_ms / nondp_ms})
+    return rows
+
+
+def _timed(fn, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start

@@ -1,0 +1,120 @@
+"""The model bundle: one file with everything needed to use and to audit a trained classifier.
+
+Contents: weights, model config, tokenizer, label map, the full training recipe, the data source
+(path + content hash, or the demo generator's seed), fingerprints of the training members and of
+the held-out pool, the DP accounting result, and training metrics.
+
+Format: a `torch.save` archive holding only tensors and one JSON string, so it loads with
+`torch.load(weights_only=True)`: a file holding arbitrary pickled objects is refused, never executed.
+Written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .accounting import PrivacyGuarantee
+from .classifier import TextClassifier
+from .errors import PrivauditError
+from .fileio import atomic_path
+from .models import ModelConfig, build_model
+from .recipe import TrainingRecipe
+from .source import DataSource
+from .tokenization import tokenizer_from_json, tokenizer_to_json
+
+FORMAT = "privaudit-bundle"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelBundle:
+    classifier: TextClassifier
+    recipe: TrainingRecipe
+    data_source: DataSource | None
+    member_fingerprints: list[str]
+    heldout_fingerprints: list[str]
+    privacy: PrivacyGuarantee | None
+    metrics: dict = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def metadata(self) -> dict:
+        return {
+            "model_config": self.classifier.config.to_dict(),
+            "tokenizer": tokenizer_to_json(self.classifier.tokenizer),
+            "labels": self.classifier.labels,
+            "recipe": self.recipe.to_dict(),
+            "data_source": self.data_source.to_dict() if self.data_source else None,
+            "member_fingerprints": self.member_fingerprints,
+            "heldout_fingerprints": self.heldout_fingerprints,
+            "privacy": self.privacy.to_dict() if self.privacy else None,
+            "metrics": self.metrics,
+            "created": self.created,
+            "versions": self.versions,
+        }
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in bundle.classifier.model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "metadata": json.dumps(bundle.metadata()),
+        "state_dict": state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
+    path = Path(path)
+    if not path.is_file():
+        raise PrivauditError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+        raise PrivauditError(f"{path}: not a readable model file (corrupt, truncated, or not a torch file)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):
+            raise PrivauditError(f"{path}: not a readable model file (corrupt or truncated?)") from None
+        raise PrivauditError(
+            f"{path}: refusing to load: the file contains pickled Python objects other than tensors "
+            f"(it may run code when loaded); a privaudit bundle never does"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise PrivauditError(f"{path}: not a readable model file (corrupt or truncated?): {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise PrivauditError(f"{path}: not a privaudit model bundle (train one with `privaudit train`)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise PrivauditError(f"{path}: bundle format version {payload.get('format_version')} is not supported")
+    try:
+        meta = json.loads(payload["metadata"])
+        config = ModelConfig.from_dict(meta["model_config"])
+        model = build_model(config)
+        model.load_state_dict(payload["state_dict"])
+        classifier = TextClassifier(model.to(device).eval(), tokenizer_from_json(meta["tokenizer"]), config,
+                                    meta["labels"])
+        return ModelBundle(
+            classifier=classifier,
+            recipe=TrainingRecipe.from_dict(meta["recipe"]),
+            data_source=DataSource.from_dict(meta["data_source"]) if meta["data_source"] else None,
+            member_fingerprints=meta["member_fingerprints"],
+            heldout_fingerprints=meta["heldout_fingerprints"],
+            privacy=PrivacyGuarantee.from_dict(meta["privacy"]) if meta["privacy"] else None,
+            metrics=meta["metrics"],
+            created=meta["created"],
+            versions=meta["versions"],
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise PrivauditError(f"{path}: damaged model bundle ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,130 @@
+"""Labelled text data: loading CSV/TSV/JSONL files, fingerprints, and the member / held-out split.
+
+A fingerprint is a short hash of one (text, label) example. Bundles record the fingerprints of the
+training members and of the held-out pool, so audits can find the members again in the data file
+without the bundle ever storing raw text.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PrivauditError
+
+SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Parallel lists of texts and string labels."""
+
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The distinct labels, sorted: the label map every model built on this data uses."""
+        return sorted(set(self.labels))
+
+    def subset(self, indices) -> "TextDataset":
+        return TextDataset([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+    def fingerprints(self) -> list[str]:
+        return [fingerprint(t, y) for t, y in zip(self.texts, self.labels)]
+
+    def __add__(self, other: "TextDataset") -> "TextDataset":
+        return TextDataset(self.texts + other.texts, self.labels + other.labels)
+
+
+def fingerprint(text: str, label: str) -> str:
+    """64-bit hex digest of one example: enough to tell 10^9 examples apart, useless to read the text back."""
+    return hashlib.sha256(f"{label}\x1f{text}".encode("utf-8")).hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_dataset(path: str | Path, text_col: str = "text", label_col: str = "label") -> TextDataset:
+    """Read a CSV, TSV or JSONL file of labelled texts, with clear errors for every way it can be wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrivauditError(f"data file not found: {path}")
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise PrivauditError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+    try:
+        content = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PrivauditError(f"{path}: not valid UTF-8 text (byte {exc.start}): re-encode the file as UTF-8") from None
+    if not content.strip():
+        raise PrivauditError(f"{path}: the file is empty")
+    rows = _read_jsonl(path, content) if path.suffix.lower() == ".jsonl" else _read_delimited(path, content)
+    if not rows:
+        raise PrivauditError(f"{path}: the file has a header but no examples")
+    texts, labels = [], []
+    for line_no, row in rows:
+        for column in (text_col, label_col):
+            if column not in row:
+                raise PrivauditError(
+                    f"{path}: no column {column!r} (columns: {', '.join(map(str, row))}); "
+                    f"choose others with --text-col / --label-col"
+                )
+        text, label = row[text_col], row[label_col]
+        text = "" if text is None else str(text).strip()
+        label = "" if label is None else str(label).strip()
+        if not text:
+            raise PrivauditError(f"{path}:{line_no}: empty text")
+        if not label:
+            raise PrivauditError(f"{path}:{line_no}: empty label")
+        texts.append(text)
+        labels.append(label)
+    dataset = TextDataset(texts, labels)
+    if len(dataset.label_names) < 2:
+        raise PrivauditError(f"{path}: only one class ({dataset.label_names[0]!r}); a classifier needs at least two")
+    return dataset
+
+
+def _read_delimited(path: Path, content: str) -> list[tuple[int, dict]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(content.splitlines(), delimiter=delimiter)
+    try:
+        return [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise PrivauditError(f"{path}:{reader.line_num}: malformed {path.suffix[1:].upper()} ({exc})") from None
+
+
+def _read_jsonl(path: Path, content: str) -> list[tuple[int, dict]]:
+    rows = []
+    for line_no, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PrivauditError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise PrivauditError(f"{path}:{line_no}: each line must be a JSON object")
+        rows.append((line_no, row))
+    return rows
+
+
+def member_split(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random split of range(n) into training members and the held-out (non-member) pool."""
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise PrivauditError(f"held-out fraction must be in [0, 1), got {heldout_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_heldout = int(round(n * heldout_fraction))
+    return np.sort(order[n_heldout:]), np.sort(order[:n_heldout])

@@ -1,0 +1,385 @@
+"""Per-example gradient clipping for DP-SGD (Abadi et al. 2016) that works on any torch model.
+
+DP-SGD needs sum_i clip(g_i) where g_i is example i's gradient and clip scales it to norm <= C.
+Computing every g_i with a loop (or even a plain torch.func vmap over the whole model) makes DP
+training many times slower than ordinary training. This module follows the "book-keeping" idea
+(Bu et al. 2023, building on ghost clipping, Li et al. 2021, and the efficient DP-SGD of Dupuy et al.,
+ICASSP 2022): one forward and one backward pass, in which autograd computes only activation gradients.
+Hooks keep each parametrised layer's input a and output gradient g; from them
+
+- the per-example gradient norms come layer by layer, for Linear/Conv1d/Embedding without ever
+  materialising per-example gradients where that is cheaper ("ghost norms": for a linear layer
+  ||g_i^T a_i||^2 = <a_i a_i^T, g_i g_i^T>, O(T^2) instead of O(d_in d_out) per example);
+- the clipped sum is then one ordinary weight-gradient product with g scaled by each example's clip
+  factor, so no second backward pass is needed.
+
+Layers without a hand-written rule (and layers called more than once per forward) get their
+per-example gradients from torch.func: vmap over the layer's own vector-Jacobian product.
+Batch dimension first everywhere. A layer output broadcast over the batch (e.g. BERT's position
+embeddings, shape (1, T, d)) is expanded to the batch so that every example keeps its own gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+
+@dataclass
+class _Call:
+    """One forward call of a layer during the captured step: its inputs and its output gradient."""
+
+    args: tuple
+    kwargs: dict
+    grad_output: torch.Tensor | None = None
+
+
+@dataclass
+class _Layer:
+    module: nn.Module
+    name: str
+    params: dict[str, nn.Parameter]
+    calls: list[_Call] = field(default_factory=list)
+
+
+class PerExampleClipper:
+    """Adds sum_i clip(grad_i, max_grad_norm) to each parameter's .grad (set to it where .grad is None).
+
+    Usage, once per step::
+
+        with clipper.capture(batch_size):
+            per_example_loss(model, batch).sum().backward()
+        norms = clipper.clip_and_accumulate()   # p.grad += sum of clipped per-example gradients
+
+    While the clipper exists, the model's trainable parameters have requires_grad=False (autograd
+    must not spend time on summed weight gradients); `close()` restores them.
+    """
+
+    def __init__(self, model: nn.Module, max_grad_norm: float):
+        if max_grad_norm <= 0:
+            raise ValueError("max_grad_norm must be positive")
+        self.max_grad_norm = max_grad_norm
+        self.layers: list[_Layer] = []
+        for name, module in model.named_modules():
+            params = {n: p for n, p in module.named_parameters(recurse=False) if p.requires_grad}
+            if params:
+                self.layers.append(_Layer(module, name or type(module).__name__, params))
+        self.parameters = [p for layer in self.layers for p in layer.params.values()]
+        for p in self.parameters:
+            p.requires_grad_(False)
+        self._batch_size: int | None = None
+        self._handles = [
+            layer.module.register_forward_hook(self._make_hook(layer), with_kwargs=True) for layer in self.layers
+        ]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for p in self.parameters:
+            p.requires_grad_(True)
+
+    @contextmanager
+    def capture(self, batch_size: int):
+        for layer in self.layers:
+            layer.calls.clear()
+        self._batch_size = batch_size
+        try:
+            yield
+        finally:
+            self._batch_size = None
+
+    def _make_hook(self, layer: _Layer):
+        def hook(module, args, kwargs, output):
+            if self._batch_size is None or not isinstance(output, torch.Tensor):
+                return None
+            batch = self._batch_size
+            if not output.requires_grad:
+                # The first layers see no input that requires grad (their parameters don't, by design):
+                # make their output a leaf so autograd still carries activation gradients through.
+                output = output.detach().requires_grad_(True)
+            if output.shape[0] == 1 and batch > 1:
+                output = output.expand(batch, *output.shape[1:])
+                args = tuple(_expand_batch(a, batch) for a in args)
+            if output.shape[0] != batch:
+                raise RuntimeError(
+                    f"DP-SGD: layer {layer.name} ({type(module).__name__}) produced an output whose first "
+                    f"dimension ({output.shape[0]}) is not the batch ({batch}); per-example clipping needs it"
+                )
+            call = _Call(args, kwargs)
+            layer.calls.append(call)
+            output.register_hook(lambda g: setattr(call, "grad_output", g))
+            return output
+
+        return hook
+
+    @torch.no_grad()  # torch.func.grad in the fallback ignores this, as it should
+    def clip_and_accumulate(self) -> torch.Tensor:
+        """Adds the sum of clipped per-example gradients to p.grad; returns the unclipped norms (B,)."""
+        batch = None
+        norm_sq = 0.0
+        plans = []
+        for layer in self.layers:
+            calls = [c for c in layer.calls if c.grad_output is not None]
+            rule = _RULES.get(type(layer.module))
+            if len(calls) == 1 and rule is not None and rule.applies(layer.module):
+                state = rule.prepare(layer.module, calls[0])
+                sq = rule.norm_sq(layer.module, state)
+                plans.append((layer, rule, state, None))
+            elif calls:
+                samples = _sum_dicts(_grad_sample(layer, c) for c in calls)
+                sq = sum(s.flatten(1).pow(2).sum(1) for s in samples.values())
+                plans.append((layer, None, None, samples))
+            else:  # layer unused in this forward: its gradient is zero for every example
+                plans.append((layer, None, None, None))
+                continue
+            norm_sq = norm_sq + sq
+            batch = sq.shape[0]
+        norms = torch.sqrt(norm_sq) if batch is not None else torch.zeros(0)
+        scale = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        for layer, rule, state, samples in plans:
+            if rule is not None:
+                grads = rule.clipped_sum(layer.module, state, scale)
+            elif samples is not None:
+                grads = {n: torch.einsum("b,b...->...", scale, s) for n, s in samples.items()}
+            else:
+                grads = {n: torch.zeros_like(p) for n, p in layer.params.items()}
+            for n, p in layer.params.items():
+                if p.grad is None:
+                    p.grad = grads[n].to(p.dtype)
+                else:  # accumulate onto what is there (the step's noise)
+                    p.grad.add_(grads[n])
+            layer.calls.clear()
+        return norms.detach()
+
+
+class GaussianNoise:
+    """Seeded Gaussian noise for the gradients of `parameters`, written straight into the .grad buffers.
+
+    `start_step` makes every parameter's .grad a view of one flat buffer of fresh noise, to which the
+    clipper then adds the clipped gradient sum (no separate noise tensors, no extra pass to add them).
+    Drawing one normal per parameter is a large share of a DP-SGD step for embedding-heavy models and
+    torch draws them on one core, so on the CPU the buffer is filled in a fixed number of chunks, each
+    from its own seeded generator, by a small thread pool (torch releases the GIL): the same seed gives
+    the same noise whatever the number of threads.
+    """
+
+    CPU_CHUNKS = 4
+
+    def __init__(self, parameters: list[torch.Tensor], std: float, seed: int, device: str | torch.device = "cpu"):
+        self.parameters = parameters
+        self.std = std
+        device = torch.device(device)
+        total = sum(p.numel() for p in parameters)
+        dtype = parameters[0].dtype if parameters else torch.float32
+        self.buffer = torch.empty(total, device=device, dtype=dtype)
+        chunks = self.CPU_CHUNKS if device.type == "cpu" else 1
+        self._chunks = self.buffer.tensor_split(chunks)
+        self._generators = [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in range(chunks)]
+        workers = min(chunks, torch.get_num_threads())
+        self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def _fill(self, i: int) -> None:
+        self._chunks[i].normal_(0.0, self.std, generator=self._generators[i])
+
+    def start_step(self) -> None:
+        """Sets every parameter's .grad to fresh noise."""
+        if self._pool is None:
+            for i in range(len(self._chunks)):
+                self._fill(i)
+        else:
+            list(self._pool.map(self._fill, range(len(self._chunks))))
+        offset = 0
+        for p in self.parameters:
+            p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _expand_batch(x, batch: int):
+    if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == 1:
+        return x.expand(batch, *x.shape[1:])
+    return x
+
+
+def _sum_dicts(dicts):
+    total: dict[str, torch.Tensor] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total[k] + v if k in total else v
+    return total
+
+
+def _grad_sample(layer: _Layer, call: _Call) -> dict[str, torch.Tensor]:
+    """Per-example gradients of one layer call, by torch.func: vmap of the layer's VJP."""
+    module = layer.module
+    params = {n: p.detach() for n, p in layer.params.items()}
+    batch = call.grad_output.shape[0]
+    in_dims = tuple(0 if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else None
+                    for a in call.args)
+
+    def weighted_output(params, args, grad_out):
+        args = tuple(a.unsqueeze(0) if d == 0 else a for a, d in zip(args, in_dims))
+        out = functional_call(module, params, args, call.kwargs)
+        return (out * grad_out.unsqueeze(0)).sum()
+
+    args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in call.args)
+    return vmap(grad(weighted_output), in_dims=(None, in_dims, 0))(params, args, call.grad_output)
+
+
+# A rule has three steps: prepare (flatten one layer call, once), norm_sq (per-example squared norms of
+# the layer's gradient, shape (B,)) and clipped_sum (the layer's gradients summed with per-example scales).
+class _LinearRule:
+    """y = a W^T + b over (B, *, d_in) inputs."""
+
+    @staticmethod
+    def applies(module) -> bool:
+        return True
+
+    @staticmethod
+    def prepare(module, call):
+        a, g = call.args[0], call.grad_output
+        batch = g.shape[0]
+        return a.reshape(batch, -1, a.shape[-1]), g.reshape(batch, -1, g.shape[-1])
+
+    @staticmethod
+    def norm_sq(module, state):
+        a, g = state
+        sq = _matmul_norm_sq(a, g)
+        if module.bias is not None:
+            sq = sq + g.sum(1).pow(2).sum(1)
+        return sq
+
+    @staticmethod
+    def clipped_sum(module, state, scale):
+        a, g = state
+        return _matmul_clipped_sum(a, g, scale, module.bias is not None, module.weight.shape)
+
+
+class _Conv1dRule:
+    """Conv1d (groups=1, dilation=1, zero padding) without unfolding its input into windows.
+
+    The Gram matrix of example i's windows is a sum of shifted copies of the Gram matrix of its input
+    positions, <w_t, w_u> = sum_j <x_(ts+j), x_(us+j)>, so ghost norms need only x^T x (B, T, T); the
+    clipped sum is one ordinary weight-gradient convolution of the scaled output gradient.
+    """
+
+    @staticmethod
+    def applies(module) -> bool:
+        return (module.groups == 1 and module.dilation == (1,) and module.padding_mode == "zeros"
+                and not isinstance(module.padding, str))
+
+    @staticmethod
+    def prepare(module, call):
+        x, g = call.args[0], call.grad_output
+        (pad,) = module.padding
+        return (F.pad(x, (pad, pad)) if pad else x), g
+
+    @staticmethod
+    def norm_sq(module, state):
+        x, g = state  # x: (B, C_in, T), g: (B, C_out, T')
+        (k,), (stride,) = module.kernel_size, module.stride
+        t_out = g.shape[2]
+        span = stride * (t_out - 1) + 1
+        positions = torch.bmm(x.transpose(1, 2), x)
+        windows = sum(positions[:, j : j + span : stride, j : j + span : stride] for j in range(k))
+        sq = (windows * torch.bmm(g.transpose(1, 2), g)).sum((1, 2))
+        if module.bias is not None:
+            sq = sq + g.sum(2).pow(2).sum(1)
+        return sq
+
+    @staticmethod
+    def clipped_sum(module, state, scale):
+        x, g = state
+        gs = g * scale[:, None, None]
+        grads = {"weight": torch.nn.grad.conv1d_weight(x, module.weight.shape, gs, stride=module.stride)}
+        if module.bias is not None:
+            grads["bias"] = gs.sum((0, 2))
+        return grads
+
+
+def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form."""
+    t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    if t == 1:
+        return a.pow(2).sum((1, 2)) * g.pow(2).sum((1, 2))
+    if t * (d_in + d_out) < d_in * d_out:
+        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+    return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
+
+
+def _matmul_clipped_sum(a, g, scale, has_bias, weight_shape) -> dict[str, torch.Tensor]:
+    gs = g * scale[:, None, None]
+    weight = gs.reshape(-1, gs.shape[-1]).t() @ a.reshape(-1, a.shape[-1])
+    grads = {"weight": weight.reshape(weight_shape)}
+    if has_bias:
+        grads["bias"] = gs.sum((0, 1))
+    return grads
+
+
+class _EmbeddingRule:
+    """Row lookups: example i's gradient is g_i scattered to its token rows (padding row excluded)."""
+
+    @staticmethod
+    def applies(module) -> bool:
+        return module.max_norm is None and not module.scale_grad_by_freq and not module.sparse
+
+    @staticmethod
+    def prepare(module, call):
+        ids, g = call.args[0], call.grad_output
+        batch = g.shape[0]
+        ids, g = ids.reshape(batch, -1), g.reshape(batch, -1, g.shape[-1])
+        if module.padding_idx is not None:
+            g = g * (ids != module.padding_idx).unsqueeze(-1).to(g.dtype)
+        return ids, g
+
+    @staticmethod
+    def norm_sq(module, state):
+        ids, g = state
+        same_token = (ids.unsqueeze(2) == ids.unsqueeze(1)).to(g.dtype)
+        return (torch.bmm(g, g.transpose(1, 2)) * same_token).sum((1, 2))
+
+    @staticmethod
+    def clipped_sum(module, state, scale):
+        ids, g = state
+        gs = (g * scale[:, None, None]).reshape(-1, g.shape[-1])
+        weight = torch.zeros_like(module.weight).index_add_(0, ids.reshape(-1), gs)
+        return {"weight": weight}
+
+
+class _LayerNormRule:
+    """Per-example gradients of the affine parameters are only (B, d): materialise them."""
+
+    @staticmethod
+    def applies(module) -> bool:
+        return module.elementwise_affine
+
+    @staticmethod
+    def prepare(module, call):
+        x, g = call.args[0], call.grad_output
+        batch, width = g.shape[0], math.prod(module.normalized_shape)
+        x_hat = F.layer_norm(x, module.normalized_shape, eps=module.eps)
+        samples = {"weight": (g * x_hat).reshape(batch, -1, width).sum(1).reshape(batch, *module.normalized_shape)}
+        if module.bias is not None:
+            samples["bias"] = g.reshape(batch, -1, width).sum(1).reshape(batch, *module.normalized_shape)
+        return samples
+
+    @staticmethod
+    def norm_sq(module, samples):
+        return sum(s.flatten(1).pow(2).sum(1) for s in samples.values())
+
+    @staticmethod
+    def clipped_sum(module, samples, scale):
+        return {n: torch.einsum("b,b...->...", scale, s) for n, s in samples.items()}
+
+
+_RULES = {nn.Linear: _LinearRule, nn.Conv1d: _Conv1dRule, nn.Embedding: _EmbeddingRule, nn.LayerNorm: _LayerNormRule}

@@ -1,0 +1,191 @@
+"""Training text classifiers, with or without DP-SGD.
+
+`fit` trains on every example it is given (shadow models use it directly); `train_target` holds out a
+part of the data as the non-member pool first, which is what `privaudit train` does, so that later
+audits have known members and known non-members.
+
+DP-SGD (Abadi et al. 2016): each step samples every example independently with probability
+q = batch_size / N (Poisson subsampling, what the accountant assumes), clips each example's gradient
+to max_grad_norm (see dpsgd.py), adds Gaussian noise of std noise_multiplier * max_grad_norm to the
+sum and divides by the expected batch size. The number of steps is epochs / q.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+
+from .accounting import PrivacyGuarantee, account, calibrate_noise, default_delta
+from .classifier import TextClassifier
+from .data import TextDataset, member_split
+from .errors import PrivauditError
+from .models import ModelConfig, bert_tiny_config, build_model
+from .recipe import DPSettings, TrainingRecipe
+from .tokenization import PAD, pad_batch, token_ids, train_tokenizer
+from .dpsgd import GaussianNoise, PerExampleClipper
+
+
+@dataclass
+class FittedModel:
+    classifier: TextClassifier
+    recipe: TrainingRecipe  # resolved: defaults explicit, the noise multiplier actually used
+    privacy: PrivacyGuarantee | None
+
+
+def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]) -> TextClassifier:
+    """A freshly initialised classifier whose tokenizer is trained on `texts` (hf:PATH: its own)."""
+    family = recipe.arch_family
+    if family == "hf":
+        return _load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
+    tokenizer = train_tokenizer("word" if family == "cnn" else "wordpiece", texts, recipe.vocab_size)
+    pad_id = tokenizer.token_to_id(PAD)
+    vocab = tokenizer.get_vocab_size()
+    config = ModelConfig(arch=family, num_labels=len(labels), vocab_size=vocab, pad_id=pad_id,
+                         max_len=recipe.max_len, dropout=recipe.dropout)
+    if family == "bert-tiny":
+        config.hf_config = bert_tiny_config(vocab, len(labels), pad_id, recipe.max_len, recipe.dropout)
+    return TextClassifier(build_model(config), tokenizer, config, list(labels))
+
+
+def _load_hf_directory(path: str, labels: list[str], max_len: int) -> TextClassifier:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .models import HFClassifier
+
+    if not (Path(path) / "config.json").is_file():
+        raise PrivauditError(f"hf:{path}: not a Hugging Face model directory (no config.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        hf_model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), ignore_mismatched_sizes=True, local_files_only=True
+        )
+    except (OSError, ValueError) as exc:
+        raise PrivauditError(f"hf:{path}: cannot load the model ({exc})") from None
+    if not getattr(tokenizer, "is_fast", False) or tokenizer.pad_token_id is None:
+        raise PrivauditError(f"hf:{path}: needs a fast tokenizer with a padding token")
+    hf_config = hf_model.config.to_dict()
+    config = ModelConfig(arch="hf", num_labels=len(labels), vocab_size=hf_model.config.vocab_size,
+                         pad_id=tokenizer.pad_token_id, max_len=max_len, hf_config=hf_config)
+    return TextClassifier(HFClassifier(hf_model), tokenizer.backend_tokenizer, config, list(labels))
+
+
+def _make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+
+
+def nondp_step(model, optimizer, ids, mask, targets) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(ids, mask), targets).backward()
+    optimizer.step()
+
+
+def dp_step(clipper: PerExampleClipper, noise: GaussianNoise, model, optimizer, ids, mask, targets,
+            expected_batch_size: float) -> None:
+    """One DP-SGD step: Gaussian noise + clipped per-example gradient sum, over the expected batch size.
+
+    An empty Poisson sample still takes a step: a pure-noise update, as the accountant assumes.
+    """
+    noise.start_step()
+    if len(targets):
+        with clipper.capture(len(targets)):
+            F.cross_entropy(model(ids, mask), targets, reduction="none").sum().backward()
+        clipper.clip_and_accumulate()
+    for p in clipper.parameters:
+        p.grad.div_(expected_batch_size)
+    optimizer.step()
+
+
+def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: str = "cpu",
+        progress: Progress | None = None, description: str = "training") -> FittedModel:
+    """Train a fresh classifier on all of `train` with `recipe` (seeded: same inputs, same model)."""
+    recipe = recipe.resolved()
+    if len(train) == 0:
+        raise PrivauditError("no training examples")
+    torch.manual_seed(recipe.seed)
+    classifier = build_classifier(recipe, train.texts, labels)
+    model = classifier.model.to(device)
+    targets_all = classifier.label_ids(train.labels)
+    sequences = token_ids(classifier.tokenizer, train.texts, recipe.max_len)
+    rng = np.random.default_rng(recipe.seed)
+    n = len(train)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total_steps = recipe.epochs * steps_per_epoch
+    privacy = None
+    if recipe.dp is not None:
+        recipe, privacy = _with_calibrated_noise(recipe, n, total_steps)
+    task = progress.add_task(description, total=total_steps) if progress is not None else None
+    optimizer = _make_optimizer(recipe, model.parameters())
+    model.train()
+
+    def batch(indices):
+        ids, mask = pad_batch([sequences[i] for i in indices], classifier.config.pad_id)
+        return ids.to(device), mask.to(device), targets_all[torch.as_tensor(indices, device=device)]
+
+    if recipe.dp is None:
+        for _ in range(recipe.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n, recipe.batch_size):
+                nondp_step(model, optimizer, *batch(order[start : start + recipe.batch_size]))
+                if task is not None:
+                    progress.advance(task)
+    else:
+        clipper = PerExampleClipper(model, recipe.dp.max_grad_norm)
+        noise = GaussianNoise(clipper.parameters, recipe.dp.noise_multiplier * recipe.dp.max_grad_norm,
+                              recipe.seed, device)
+        sample_rate = recipe.batch_size / n
+        try:
+            for _ in range(total_steps):
+                indices = np.flatnonzero(rng.random(n) < sample_rate)
+                dp_step(clipper, noise, model, optimizer, *batch(indices), sample_rate * n)
+                if task is not None:
+                    progress.advance(task)
+        finally:
+            clipper.close()
+            noise.close()
+    model.eval()
+    return FittedModel(classifier, recipe, privacy)
+
+
+def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[TrainingRecipe, PrivacyGuarantee]:
+    dp = recipe.dp
+    sample_rate = min(1.0, recipe.batch_size / n)
+    delta = dp.delta if dp.delta is not None else default_delta(n)
+    sigma = dp.noise_multiplier
+    if sigma is None:
+        sigma = calibrate_noise(dp.target_epsilon, sample_rate, steps, delta, dp.accountant)
+    dp = replace(dp, noise_multiplier=sigma, delta=delta)
+    return replace(recipe, dp=dp), account(dp, sample_rate, steps)
+
+
+@dataclass
+class TargetModel:
+    """A model trained on a random part of the data, with the rest kept as its non-member pool."""
+
+    fitted: FittedModel
+    member_indices: np.ndarray
+    heldout_indices: np.ndarray
+    metrics: dict
+
+
+def train_target(data: TextDataset, recipe: TrainingRecipe, device: str = "cpu",
+                 progress: Progress | None = None) -> TargetModel:
+    recipe.validate()
+    members, heldout = member_split(len(data), recipe.heldout_fraction, recipe.seed)
+    labels = data.label_names
+    train, pool = data.subset(members), data.subset(heldout)
+    if len(train.label_names) < 2:
+        raise PrivauditError("the training part of the data has a single class; use more data")
+    fitted = fit(train, labels, recipe, device, progress)
+    metrics = {
+        "train_accuracy": fitted.classifier.accuracy(train.texts, train.labels),
+        "heldout_accuracy": fitted.classifier.accuracy(pool.texts, pool.labels),
+    }
+    return TargetModel(fitted, members, heldout, metrics)

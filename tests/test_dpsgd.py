@@ -1,0 +1,125 @@
+"""The book-keeping clipper must give exactly what a plain per-example loop gives."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privaudit.dpsgd import PerExampleClipper
+from privaudit.models import ModelConfig, bert_tiny_config, build_model
+
+
+def reference_clipped_sum(model, ids, mask, targets, max_norm):
+    """One backward per example, clip, sum: slow, obviously right."""
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    norms = []
+    for i in range(len(targets)):
+        model.zero_grad()
+        F.cross_entropy(model(ids[i : i + 1], mask[i : i + 1]), targets[i : i + 1]).backward()
+        grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
+        norms.append(norm)
+        for n, g in grads.items():
+            total[n] += g * min(1.0, max_norm / (norm.item() + 1e-6))
+    model.zero_grad()
+    return total, torch.stack(norms)
+
+
+def clipper_clipped_sum(model, ids, mask, targets, max_norm):
+    clipper = PerExampleClipper(model, max_norm)
+    try:
+        with clipper.capture(len(targets)):
+            F.cross_entropy(model(ids, mask), targets, reduction="none").sum().backward()
+        norms = clipper.clip_and_accumulate()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}, norms
+    finally:
+        clipper.close()
+
+
+def batch(vocab=40, batch_size=7, length=11, labels=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (batch_size, length), generator=g)
+    ids[:, 3] = ids[:, 5]  # repeated tokens: the embedding rule must add their rows up
+    mask = torch.ones_like(ids)
+    for row, n in enumerate([11, 6, 2, 9, 1, 11, 4][:batch_size]):
+        ids[row, n:] = 0
+        mask[row, n:] = 0
+    return ids, mask, torch.randint(0, labels, (batch_size,), generator=g)
+
+
+def assert_same(model, max_norm=0.3, **kw):
+    torch.manual_seed(0)
+    ids, mask, targets = batch(**kw)
+    model.eval()  # no dropout: both sides must see the same function
+    expected, expected_norms = reference_clipped_sum(model, ids, mask, targets, max_norm)
+    got, norms = clipper_clipped_sum(model, ids, mask, targets, max_norm)
+    torch.testing.assert_close(norms, expected_norms, rtol=1e-4, atol=1e-5)
+    assert (expected_norms > max_norm).any(), "the test must exercise clipping"
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert all(p.requires_grad for p in model.parameters()), "close() restores requires_grad"
+
+
+def test_cnn_matches_per_example_loop():
+    torch.manual_seed(1)
+    assert_same(build_model(ModelConfig("cnn", 4, 40, 0, embed_dim=16, num_filters=6)))
+
+
+def test_bert_tiny_matches_per_example_loop():
+    # BERT broadcasts position embeddings over the batch: the case that breaks Opacus on transformers 5.
+    torch.manual_seed(2)
+    config = ModelConfig("bert-tiny", 4, 40, 0, hf_config=bert_tiny_config(40, 4, 0, 64, 0.0))
+    assert_same(build_model(config))
+
+
+class ScaledPooling(nn.Module):
+    """A layer with a parameter no rule knows: handled by the torch.func (vmap) fallback."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, width))
+        self.shift = nn.Parameter(torch.zeros(width) + 0.1)
+
+    def forward(self, x):
+        return torch.tanh(x * self.scale + self.shift)
+
+
+class ToyModel(nn.Module):
+    """Conv1d with padding, a shared linear layer used twice, and an unknown layer type."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(40, 8, padding_idx=0)
+        self.conv = nn.Conv1d(8, 8, 3, padding=1)
+        self.norm = nn.LayerNorm(8)
+        self.shared = nn.Linear(8, 8)
+        self.pool = ScaledPooling(8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, ids, mask):
+        h = self.conv(self.embedding(ids).transpose(1, 2)).transpose(1, 2)
+        h = self.shared(torch.relu(self.shared(self.norm(h))))
+        h = self.pool(h) * mask.unsqueeze(-1)
+        return self.head(h.sum(1))
+
+
+def test_generic_fallback_and_layers_called_twice():
+    torch.manual_seed(3)
+    assert_same(ToyModel())
+
+
+def test_noise_free_dp_step_with_huge_clip_norm_is_the_ordinary_gradient():
+    torch.manual_seed(4)
+    model = build_model(ModelConfig("cnn", 4, 40, 0, embed_dim=16, num_filters=6)).eval()
+    ids, mask, targets = batch()
+    F.cross_entropy(model(ids, mask), targets, reduction="sum").backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    got, _ = clipper_clipped_sum(model, ids, mask, targets, max_norm=1e9)
+    for name in plain:
+        torch.testing.assert_close(got[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+def test_rejects_non_positive_clip_norm():
+    with pytest.raises(ValueError):
+        PerExampleClipper(nn.Linear(2, 2), 0.0)

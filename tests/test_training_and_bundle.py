@@ -1,0 +1,179 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from privaudit.api import train
+from privaudit.bundle import load_bundle, save_bundle
+from privaudit.errors import PrivauditError
+from privaudit.fileio import atomic_path
+from privaudit.recipe import DPSettings, TrainingRecipe
+from privaudit.source import demo_source, file_source, load_source
+
+SMALL = demo_source(size=700, seed=5)
+
+
+@pytest.fixture(scope="module")
+def cnn_bundle():
+    return train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=1))
+
+
+def test_bundle_round_trip_gives_the_same_model(cnn_bundle, tmp_path):
+    path = tmp_path / "m.pt"
+    save_bundle(cnn_bundle, path)
+    loaded = load_bundle(path)
+    texts = load_source(SMALL).texts[:50]
+    torch.testing.assert_close(loaded.classifier.logits(texts), cnn_bundle.classifier.logits(texts))
+    assert loaded.recipe == cnn_bundle.recipe
+    assert loaded.data_source == SMALL
+    assert loaded.member_fingerprints == cnn_bundle.member_fingerprints
+    assert len(loaded.member_fingerprints) == len(loaded.heldout_fingerprints) == 350
+    assert not set(loaded.member_fingerprints) & set(loaded.heldout_fingerprints)
+    assert loaded.metrics["train_accuracy"] > 0.8
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"], "no temporary file left behind"
+
+
+def test_training_is_deterministic_under_seed(cnn_bundle):
+    again = train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=1))
+    other = train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=2))
+    a, b, c = (x.classifier.model.state_dict() for x in (cnn_bundle, again, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+class Payload:
+    """Unpickling this object runs a command: exactly what a bundle loader must never do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_refuses_pickled_objects_without_running_them(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "privaudit-bundle", "format_version": 1, "metadata": Payload(marker)}, path)
+    with pytest.raises(PrivauditError, match="refusing to load"):
+        load_bundle(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip at all", "not a readable model file"),
+    (None, "not a privaudit model bundle"),
+])
+def test_corrupt_or_foreign_files_are_named(tmp_path, content, message):
+    path = tmp_path / "m.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(PrivauditError, match=message):
+        load_bundle(path)
+
+
+def test_truncated_bundle_is_refused(cnn_bundle, tmp_path):
+    path = tmp_path / "m.pt"
+    save_bundle(cnn_bundle, path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(PrivauditError, match="not a readable model file"):
+        load_bundle(path)
+
+
+def test_atomic_write_leaves_nothing_on_interrupt(tmp_path):
+    target = tmp_path / "out.pt"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_changed_or_moved_data_file_is_detected(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nhello there,A\nbye now,B\n")
+    source = file_source(path)
+    assert len(load_source(source)) == 2
+    path.write_text("text,label\nhello there,A\nbye now,A\n")
+    with pytest.raises(PrivauditError, match="has changed"):
+        load_source(source)
+    path.unlink()
+    with pytest.raises(PrivauditError, match="no longer exists"):
+        load_source(source)
+
+
+def test_dp_bert_tiny_trains_and_records_its_guarantee():
+    recipe = TrainingRecipe(arch="bert-tiny", epochs=1, dp=DPSettings(max_grad_norm=1.0, noise_multiplier=1.0))
+    bundle = train(SMALL, recipe)
+    p = bundle.privacy
+    assert p.noise_multiplier == 1.0 and p.delta == 1e-5 and p.accountant == "pld"
+    assert p.sample_rate == pytest.approx(64 / 350)
+    assert p.steps == 6
+    assert 0 < p.epsilon < 20
+
+
+def test_dp_target_epsilon_is_met(tmp_path):
+    recipe = TrainingRecipe(arch="cnn", epochs=2, dp=DPSettings(target_epsilon=3.0, delta=1e-5))
+    bundle = train(SMALL, recipe)
+    assert 2.8 < bundle.privacy.epsilon <= 3.0
+    assert bundle.recipe.dp.noise_multiplier == bundle.privacy.noise_multiplier
+
+
+def test_local_hugging_face_directory_fine_tunes(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from privaudit.tokenization import train_tokenizer
+
+    texts = load_source(SMALL).texts
+    backend = train_tokenizer("wordpiece", texts, 500)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
+                                        cls_token="[CLS]", sep_token="[SEP]")
+    config = BertConfig(vocab_size=backend.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=2)
+    model_dir = tmp_path / "hf-model"
+    BertForSequenceClassification(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    recipe = TrainingRecipe(arch=f"hf:{model_dir}", epochs=1, lr=1e-3,
+                            dp=DPSettings(noise_multiplier=0.5))
+    bundle = train(SMALL, recipe, out=tmp_path / "hf.pt")
+    loaded = load_bundle(tmp_path / "hf.pt")
+    assert loaded.classifier.config.arch == "hf" and len(loaded.labels) == 7
+    torch.testing.assert_close(loaded.classifier.logits(texts[:20]), bundle.classifier.logits(texts[:20]))
+
+
+def test_unknown_hf_directory_is_a_user_error(tmp_path):
+    with pytest.raises(PrivauditError, match="not a Hugging Face model directory"):
+        train(SMALL, TrainingRecipe(arch=f"hf:{tmp_path}"))
+
+
+def test_cli_train_demo_then_info(run_cli, tmp_path):
+    out = tmp_path / "demo.pt"
+    code, stdout, err = run_cli("train", "--demo", "--out", out, "--epochs", "2", "--dp", "--target-epsilon", "4")
+    assert code == 0, err
+    assert out.is_file()
+    code, stdout, err = run_cli("info", out)
+    assert code == 0, err
+    assert "built-in demo data set" in stdout and "PLD accountant" in stdout and "1,750 / 1,750" in stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--demo", "--noise-multiplier", "1"], "need --dp"),
+    (["--demo", "--dp"], "exactly one of --noise-multiplier and --target-epsilon"),
+    ([], "give a data file or --demo"),
+    (["--demo", "--arch", "lstm"], "unknown architecture"),
+])
+def test_cli_usage_errors(run_cli, tmp_path, args, message):
+    code, _, err = run_cli("train", *args, "--out", tmp_path / "m.pt")
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_cli_info_on_untrusted_file(run_cli, tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Payload(tmp_path / "pwned")}, path)
+    code, _, err = run_cli("info", path)
+    assert code == 2 and "refusing to load" in err
+    code, _, err = run_cli("info", tmp_path / "missing.pt")
+    assert code == 2 and "model file not found" in err
