@@ -65,7 +65,6 @@ def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str 
                 private_times.append(_timed(run_private, device))
         finally:
             clipper.close()
-            noise.close()
         nondp_ms = statistics.median(plain_times) / steps * 1000
         dp_ms = statistics.median(private_times) / steps * 1000
         rows.append({"arch": arch, "nondp_ms": nondp_ms, "dp_ms": dp_ms, "ratio": dp_ms / nondp_ms})

@@ -76,9 +76,11 @@ def _load_hf_directory(path: str, labels: list[str], max_len: int) -> TextClassi
 
 
 def _make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
+    # The fused kernels update all parameters in one vectorised pass: on the CPU, Adam over a
+    # 1.5M-parameter embedding table is several times faster than the per-tensor loop.
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, fused=True)
 
 
 def nondp_step(model, optimizer, ids, mask, targets) -> None:
@@ -149,7 +151,6 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
                     progress.advance(task)
         finally:
             clipper.close()
-            noise.close()
     model.eval()
     return FittedModel(classifier, recipe, privacy)
 
