@@ -1,0 +1,25 @@
+"""Membership-inference attacks, all behind one protocol (see base.py): higher score = more likely member.
+
+Every attack here is computed from the same shadow pool in one run, so all are shown side by side.
+"""
+
+from functools import partial
+
+from .base import Attack, AttackInputs
+from .lira import lira_offline, lira_online
+from .loss import loss_attack
+from .rmia import rmia_offline
+from .shokri import shokri_attack
+
+#: name -> (attack, needs shadow models). "lira" is online LiRA with per-example variances.
+ATTACKS: dict[str, tuple[Attack, bool]] = {
+    "loss": (loss_attack, False),
+    "shadow": (shokri_attack, True),
+    "lira": (lira_online, True),
+    "lira-fixed": (partial(lira_online, fixed_variance=True), True),
+    "lira-offline": (lira_offline, True),
+    "lira-offline-fixed": (partial(lira_offline, fixed_variance=True), True),
+    "rmia": (rmia_offline, True),
+}
+
+__all__ = ["ATTACKS", "Attack", "AttackInputs"]

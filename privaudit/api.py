@@ -1,4 +1,4 @@
-"""The Python API behind the CLI commands `train`, `info` and `epsilon`.
+"""The Python API behind the CLI commands `train`, `info`, `epsilon`, `mia` and `report`.
 
     from privaudit.api import train
     from privaudit.recipe import TrainingRecipe, DPSettings
@@ -78,4 +78,66 @@ def epsilon_table(noise_multiplier: float, sample_rate: float, steps: int, delta
     return {name: compute_epsilon(noise_multiplier, sample_rate, steps, delta, name) for name in ACCOUNTANTS}
 
 
-__all__ = ["train", "bundle_summary", "epsilon_table", "resolve_source"]
+def demo_model(cache_dir: str | Path | None = None, progress: Progress | None = None) -> Path:
+    """A non-DP cnn trained on the built-in demo data set, cached (it is the same model every time)."""
+    from .shadows import default_cache_dir
+
+    path = Path(cache_dir or default_cache_dir()) / "demo-target-cnn.pt"
+    if not path.is_file():
+        train(None, TrainingRecipe(), out=path, progress=progress)
+    return path
+
+
+def mia(model: str | Path | None, settings=None, thresholds=None, data=None, members=None, nonmembers=None,
+        population=None, demo: bool = False, progress: Progress | None = None) -> dict:
+    """`privaudit mia`: run every membership-inference attack and check the gate's thresholds."""
+    from .bundle import load_bundle
+    from .gate import Thresholds, check_mia, gate_section
+    from .mia import MiaSettings, audit_set_from_bundle, audit_set_from_files, run_mia
+
+    settings = settings or MiaSettings()
+    if demo:
+        model = demo_model(settings.cache_dir, progress)
+    bundle = load_bundle(model, settings.device)
+    audit = (audit_set_from_files(members, nonmembers) if members is not None
+             else audit_set_from_bundle(bundle, data))
+    result = run_mia(bundle, settings, audit, population=population, progress=progress)
+    result["model"]["path"] = str(model)
+    result["gate"] = gate_section(check_mia(result, thresholds or Thresholds()))
+    return result
+
+
+def write_results(result: dict, report: str | Path | None = None, output: str | Path | None = None) -> None:
+    """results.json (and, in a report folder, report.md and report.html), each written atomically."""
+    from .fileio import write_text_atomic
+    from .reports import render
+
+    if output is not None:
+        write_text_atomic(output, render(result, "json"))
+    if report is not None:
+        report = Path(report)
+        for name, fmt in (("results.json", "json"), ("report.md", "markdown"), ("report.html", "html")):
+            write_text_atomic(report / name, render(result, fmt))
+
+
+def render_results(results: str | Path, fmt: str) -> str:
+    """`privaudit report`: render a results.json in another format."""
+    import json
+
+    from .errors import PrivauditError
+    from .reports import render
+
+    path = Path(results)
+    if not path.is_file():
+        raise PrivauditError(f"results file not found: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PrivauditError(f"{path}: not a results.json ({exc})") from None
+    if not isinstance(doc, dict) or "schema_version" not in doc or "kind" not in doc:
+        raise PrivauditError(f"{path}: not a privaudit results file")
+    return render(doc, fmt)
+
+
+__all__ = ["train", "bundle_summary", "epsilon_table", "resolve_source", "mia", "write_results", "render_results",
+           "demo_model"]

@@ -119,6 +119,92 @@ def epsilon(
     out_console.print(table)
 
 
+@app.command()
+def mia(
+    model: Optional[Path] = typer.Argument(None, help="A model bundle written by `privaudit train`."),
+    demo: bool = typer.Option(False, "--demo", help="Audit a model trained on the built-in demo data set."),
+    attack: str = typer.Option("lira", help="Primary attack (the gate uses it): loss, shadow, lira, lira-fixed, "
+                                            "lira-offline, lira-offline-fixed, rmia. All are computed and shown."),
+    shadows: int = typer.Option(16, help="Shadow/reference models (trained with the model's own recipe)."),
+    data: Optional[Path] = typer.Option(None, help="The training data, if it moved since training."),
+    members: Optional[Path] = typer.Option(None, help="File of known members (with --nonmembers)."),
+    nonmembers: Optional[Path] = typer.Option(None, help="File of known non-members (with --members)."),
+    population: Optional[Path] = typer.Option(None, help="Extra population data for shadow/reference models."),
+    report: Optional[Path] = typer.Option(None, help="Folder for results.json, report.md and report.html."),
+    output: Optional[Path] = typer.Option(None, help="Write results.json here."),
+    max_auc: Optional[float] = typer.Option(None, help="Exit 1 if the primary attack's AUC exceeds this."),
+    max_empirical_epsilon: Optional[float] = typer.Option(None, help="Exit 1 if the empirical epsilon exceeds this."),
+    max_tpr_at_fpr: list[str] = typer.Option([], help="FPR:TPR, e.g. 0.01:0.05 (repeatable). Exit 1 if exceeded."),
+    epsilon_method: str = typer.Option("bonferroni", help="bonferroni or split: threshold selection for the bound."),
+    seed: int = typer.Option(0),
+    workers: Optional[int] = typer.Option(None, help="Parallel shadow trainings (default: 2 on a CPU)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Shadow-model cache (default ~/.cache/privaudit)."),
+    show_text: bool = typer.Option(False, "--show-text", help="Show the raw text of the most exposed members."),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Membership inference with shadow models: LiRA, RMIA, Shokri, loss; empirical vs theoretical epsilon."""
+    from . import api
+    from .gate import Thresholds, parse_tpr_at_fpr
+    from .mia import MiaSettings
+
+    if sum([model is not None, demo]) != 1:
+        raise PrivauditError("give a model file or --demo (exactly one)")
+    if (members is None) != (nonmembers is None):
+        raise PrivauditError("--members and --nonmembers go together")
+    settings = MiaSettings(attack, shadows, seed, epsilon_method, workers, str(cache_dir) if cache_dir else None,
+                           _device(device), show_text)
+    thresholds = Thresholds(max_auc, [parse_tpr_at_fpr(t) for t in max_tpr_at_fpr], max_empirical_epsilon)
+    with make_progress() as progress:
+        result = api.mia(model, settings, thresholds, data=data, members=members, nonmembers=nonmembers,
+                         population=population, demo=demo, progress=progress)
+    _print_mia(result)
+    api.write_results(result, report=report, output=output)
+    _exit_on_crossings(result)
+
+
+def _print_mia(result: dict) -> None:
+    from .reports import summary_header, summary_rows
+
+    table = Table(title="membership inference (higher score = more likely member)", title_justify="left")
+    for i, column in enumerate(summary_header(result)):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in summary_rows(result):
+        table.add_row(*row)
+    out_console.print(table)
+    style = "bold red" if result["headline"]["violation"] else "bold"
+    out_console.print(result["headline"]["text"], style=style, highlight=False)
+    t = result["timings"]
+    err_console.print(f"time: shadow training {t['shadow_training_s']:.1f} s "
+                      f"({result['audit_set']['shadows_from_cache']} of {result['audit_set']['shadows']} from cache), "
+                      f"scoring {t['scoring_s']:.1f} s, metrics {t['metrics_s']:.1f} s", highlight=False)
+
+
+def _exit_on_crossings(result: dict) -> None:
+    failed = [c for c in result.get("gate", {}).get("checks", []) if not c["passed"]]
+    for c in failed:
+        err_console.print(f"threshold crossed: {c['metric']} = {c['value']:.4g} > {c['limit']:g}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="A results.json written by an audit."),
+    format: str = typer.Option("html", "--format", "-f", help="json, markdown, html or junit."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
+) -> None:
+    """Render an audit's results.json as HTML, Markdown, JUnit or JSON."""
+    from .api import render_results
+
+    text = render_results(results, format)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from .fileio import write_text_atomic
+
+        write_text_atomic(output, text)
+
+
 @bench_app.command("dp")
 def bench_dp(
     archs: str = typer.Option("cnn,bert-tiny", help="Comma-separated architectures."),

@@ -1,0 +1,52 @@
+"""The one protocol every membership-inference attack follows.
+
+An attack turns (target model outputs, shadow/reference model outputs, data) into one membership
+score per example. **A higher score always means "more likely a member"** (tools differ on this; here
+it never changes). Model outputs are logits on the same examples, in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.special import logsumexp
+
+
+@dataclass
+class AttackInputs:
+    labels: np.ndarray          # (N,) true class index of each example
+    target_logits: np.ndarray   # (N, C) the audited model's logits
+    shadow_logits: np.ndarray   # (K, N, C) logits of K shadow/reference models (K may be 0)
+    shadow_in: np.ndarray       # (K, N) bool: example n was in shadow k's training set
+    reference_points: np.ndarray  # indices of population points z (non-members) for pairwise attacks
+    seed: int = 0
+
+    @property
+    def num_shadows(self) -> int:
+        return self.shadow_logits.shape[0]
+
+
+Attack = Callable[[AttackInputs], np.ndarray]
+
+
+def true_class_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(logits, labels[..., None] if logits.ndim == 2 else
+                              np.broadcast_to(labels, logits.shape[:-1])[..., None], axis=-1)[..., 0]
+
+
+def log_softmax_true(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """log p(y | x) for every model and example (works on (N, C) and (K, N, C))."""
+    return true_class_logits(logits, labels) - logsumexp(logits, axis=-1)
+
+
+def scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of the true class, computed stably as z_y - logsumexp_{j != y} z_j.
+
+    LiRA's statistic (Carlini et al. 2022): it makes per-example confidence close to Gaussian.
+    """
+    z_y = true_class_logits(logits, labels)
+    onehot = np.arange(logits.shape[-1]) == np.broadcast_to(labels, logits.shape[:-1])[..., None]
+    others = np.where(onehot, -np.inf, logits)
+    return z_y - logsumexp(others, axis=-1)

@@ -1,0 +1,240 @@
+"""`privaudit mia`: shadow-model membership inference against a trained classifier.
+
+Python API:
+
+    from privaudit.mia import MiaSettings, run_mia
+    result = run_mia("model.pt", MiaSettings(attack="lira", shadows=16))
+    result["attacks"]["lira"]["auc"], result["headline"]
+
+The audit set is the model's recorded members and held-out non-members (or --members / --nonmembers
+files). Shadow models are trained with the model's own recipe on random halves of the population
+(audit set plus any --population data). Every attack is computed from the same shadow pool and its
+metrics shown side by side; the one named by `attack` is the primary one, which the gate uses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from privaudit.attacks import ATTACKS, AttackInputs
+
+from . import metrics
+from .accounting import default_delta
+from .bundle import ModelBundle, load_bundle
+from .data import TextDataset, load_dataset
+from .errors import PrivauditError
+from .shadows import default_cache_dir, default_workers, train_shadows
+from .source import file_source, load_source
+from .versions import package_versions
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class MiaSettings:
+    attack: str = "lira"
+    shadows: int = 16
+    seed: int = 0
+    epsilon_method: str = "bonferroni"  # or "split": both are computed, this one is the headline
+    workers: int | None = None          # None: 2 on a CPU, 1 on a GPU
+    cache_dir: str | None = None        # None: ~/.cache/privaudit
+    device: str = "cpu"
+    show_text: bool = False
+    n_vulnerable: int = 10
+    bootstrap: int = 1000
+
+    def validate(self) -> None:
+        if self.attack not in ATTACKS:
+            raise PrivauditError(f"unknown attack {self.attack!r} (choose from {', '.join(ATTACKS)})")
+        if self.epsilon_method not in ("split", "bonferroni"):
+            raise PrivauditError("epsilon method must be split or bonferroni")
+        if ATTACKS[self.attack][1] and self.shadows < 2:
+            raise PrivauditError(f"attack {self.attack!r} needs --shadows 2 or more")
+        if self.shadows < 0:
+            raise PrivauditError("--shadows must be 0 or more")
+
+
+@dataclass
+class AuditSet:
+    """Population = audit members + audit non-members + extra population points, in that order."""
+
+    population: TextDataset
+    n_members: int
+    n_nonmembers: int
+    source: str
+
+    @property
+    def n_audit(self) -> int:
+        return self.n_members + self.n_nonmembers
+
+    @property
+    def is_member(self) -> np.ndarray:
+        return np.r_[np.ones(self.n_members, bool), np.zeros(self.n_nonmembers, bool)]
+
+
+def audit_set_from_bundle(bundle: ModelBundle, data: str | Path | None = None) -> AuditSet:
+    """Find the bundle's recorded members and held-out examples in its data (or in `data`)."""
+    if not bundle.member_fingerprints or not bundle.heldout_fingerprints:
+        raise PrivauditError("the model records no members or no held-out examples: "
+                             "give --members and --nonmembers")
+    if data is not None:
+        dataset = load_source(file_source(data, bundle.data_source.text_col if bundle.data_source else "text",
+                                          bundle.data_source.label_col if bundle.data_source else "label"))
+        where = str(data)
+    elif bundle.data_source is not None:
+        dataset, where = load_source(bundle.data_source), bundle.data_source.describe()
+    else:
+        raise PrivauditError("the model records no data source: give --data")
+    member_fps = set(bundle.member_fingerprints)
+    heldout_fps = set(bundle.heldout_fingerprints) - member_fps  # a copy of a member is no non-member
+    fps = dataset.fingerprints()
+    members = [i for i, f in enumerate(fps) if f in member_fps]
+    nonmembers = [i for i, f in enumerate(fps) if f in heldout_fps]
+    if len({fps[i] for i in members}) < len(member_fps):
+        raise PrivauditError(f"{where} does not contain the model's training members "
+                             f"({len({fps[i] for i in members})} of {len(member_fps)} found): give the training data with --data")
+    return AuditSet(dataset.subset(members) + dataset.subset(nonmembers), len(members), len(nonmembers), where)
+
+
+def audit_set_from_files(members: str | Path, nonmembers: str | Path, population: str | Path | None = None,
+                         text_col: str = "text", label_col: str = "label") -> AuditSet:
+    m = load_dataset(members, text_col, label_col)
+    n = load_dataset(nonmembers, text_col, label_col)
+    extra = load_dataset(population, text_col, label_col) if population is not None else TextDataset([], [])
+    return AuditSet(m + n + extra, len(m), len(n), f"{members} / {nonmembers}")
+
+
+def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None, audit: AuditSet | None = None,
+            population: str | Path | None = None, progress: Progress | None = None) -> dict:
+    """Run every attack against `model`; returns the results document (what results.json holds)."""
+    settings = settings or MiaSettings()
+    settings.validate()
+    bundle = model if isinstance(model, ModelBundle) else load_bundle(model, settings.device)
+    audit = audit or audit_set_from_bundle(bundle)
+    if population is not None:
+        extra = load_dataset(population)
+        audit = AuditSet(audit.population + extra, audit.n_members, audit.n_nonmembers, audit.source)
+    if audit.n_members == 0 or audit.n_nonmembers == 0:
+        raise PrivauditError("the audit needs at least one member and one non-member")
+    classifier = bundle.classifier
+    labels = classifier.label_ids(audit.population.labels).cpu().numpy()  # names unknown labels, exit 2
+    timings = {}
+
+    start = time.perf_counter()
+    needs_shadows = any(needs for _, needs in ATTACKS.values()) and settings.shadows >= 2
+    if needs_shadows:
+        pool = train_shadows(audit.population, classifier.labels, bundle.recipe, settings.shadows, settings.seed,
+                             Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(),
+                             settings.workers or default_workers(settings.device), settings.device, progress)
+        shadow_logits, shadow_in, cached = pool.logits, pool.inclusion, pool.cached
+    else:
+        shadow_logits = np.zeros((0, len(audit.population), len(classifier.labels)), np.float32)
+        shadow_in, cached = np.zeros((0, len(audit.population)), bool), 0
+    timings["shadow_training_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    target_logits = classifier.logits(audit.population.texts).numpy()
+    n_audit = audit.n_audit
+    extra_points = np.arange(n_audit, len(audit.population))
+    inputs = AttackInputs(labels, target_logits, shadow_logits, shadow_in,
+                          reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
+                          seed=settings.seed)
+    names = [name for name, (_, needs) in ATTACKS.items() if needs_shadows or not needs]
+    scores = {name: ATTACKS[name][0](inputs)[:n_audit] for name in names}
+    timings["scoring_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    privacy = bundle.privacy
+    delta = privacy.delta if privacy else default_delta(audit.n_members)
+    is_member = audit.is_member
+    attacks = {name: attack_metrics(s, is_member, delta, settings) for name, s in scores.items()}
+    timings["metrics_s"] = time.perf_counter() - start
+
+    strongest = strongest_bound(scores, is_member, delta, settings)
+    fingerprints = audit.population.subset(range(n_audit)).fingerprints()
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "mia",
+        "model": {
+            "path": None if isinstance(model, ModelBundle) else str(model),
+            "arch": bundle.recipe.arch,
+            "recipe": bundle.recipe.to_dict(),
+            "data": audit.source,
+            "metrics": bundle.metrics,
+        },
+        "settings": asdict(settings),
+        "versions": package_versions(),
+        "audit_set": {"members": audit.n_members, "nonmembers": audit.n_nonmembers,
+                      "population": len(audit.population), "shadows": settings.shadows if needs_shadows else 0,
+                      "shadows_from_cache": cached},
+        "theoretical": privacy.to_dict() if privacy else None,
+        "delta": delta,
+        "primary_attack": settings.attack,
+        "attacks": attacks,
+        "headline": headline(strongest, privacy),
+        "vulnerable": most_vulnerable(scores[settings.attack], is_member, fingerprints,
+                                      audit.population.texts if settings.show_text else None, settings.n_vulnerable),
+        "per_example": {"fingerprints": fingerprints, "is_member": is_member.astype(int).tolist(),
+                        "scores": {name: np.round(s, 6).tolist() for name, s in scores.items()}},
+        "timings": timings,
+    }
+    return result
+
+
+def attack_metrics(scores: np.ndarray, is_member: np.ndarray, delta: float, settings: MiaSettings) -> dict:
+    fpr, tpr, _ = metrics.roc_curve(scores, is_member)
+    roc_fpr, roc_tpr = metrics.downsample_roc(fpr, tpr)
+    return {
+        "auc": metrics.auc(scores, is_member),
+        "auc_ci": metrics.auc_bootstrap_ci(scores, is_member, settings.bootstrap, seed=settings.seed),
+        "balanced_accuracy": metrics.balanced_accuracy(scores, is_member),
+        "tpr_at_fpr": [metrics.tpr_at_fpr(scores, is_member, f).to_dict() for f in metrics.FPR_GRID],
+        "empirical_epsilon": {m: metrics.empirical_epsilon(scores, is_member, delta, m, seed=settings.seed).to_dict()
+                              for m in ("split", "bonferroni")},
+        "roc": {"fpr": roc_fpr, "tpr": roc_tpr},
+    }
+
+
+def strongest_bound(scores: dict[str, np.ndarray], is_member: np.ndarray, delta: float,
+                    settings: MiaSettings, confidence: float = 0.95) -> dict:
+    """The largest empirical epsilon over all attacks, still valid at `confidence`: each attack's bound
+    is computed at 1 - (1 - confidence) / #attacks (Bonferroni), so picking the best costs nothing."""
+    each = 1 - (1 - confidence) / len(scores)
+    bounds = {name: metrics.empirical_epsilon(s, is_member, delta, settings.epsilon_method, each, settings.seed)
+              for name, s in scores.items()}
+    name = max(bounds, key=lambda n: bounds[n].epsilon)
+    return {"attack": name, "epsilon": bounds[name].epsilon, "confidence": confidence,
+            "method": f"{settings.epsilon_method}, Bonferroni over {len(scores)} attacks"}
+
+
+def headline(bound: dict, privacy) -> dict:
+    """The one line a reader needs: theoretical epsilon next to the strongest empirical lower bound."""
+    empirical, attack = bound["epsilon"], bound["attack"]
+    confidence = f"{bound['confidence']:.0%}"
+    if privacy is None:
+        text = (f"no theoretical epsilon (trained without DP-SGD); strongest attack ({attack}) shows at least "
+                f"{empirical:.2f} ({confidence} confidence)")
+        violation = False
+    else:
+        violation = empirical > privacy.epsilon
+        text = (f"theoretical epsilon {privacy.epsilon:.2f}; strongest attack ({attack}) shows at least "
+                f"{empirical:.2f} ({confidence} confidence)")
+        if violation:
+            text += (" -- THE EMPIRICAL BOUND EXCEEDS THE THEORETICAL EPSILON: the DP-SGD implementation or its "
+                     "accounting is broken, or the model was not trained as recorded")
+    return {"text": text, "empirical_epsilon": empirical, "attack": attack, "method": bound["method"],
+            "theoretical_epsilon": privacy.epsilon if privacy else None, "confidence": bound["confidence"],
+            "violation": violation}
+
+
+def most_vulnerable(scores, is_member, fingerprints, texts, k: int) -> list[dict]:
+    """The k training members the attack is most sure of (raw text only when asked for)."""
+    members = np.flatnonzero(is_member)
+    top = members[np.argsort(-scores[members], kind="mergesort")[:k]]
+    return [{"fingerprint": fingerprints[i], "score": float(scores[i]),
+             **({"text": texts[i]} if texts is not None else {})} for i in top]

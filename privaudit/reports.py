@@ -1,0 +1,227 @@
+"""Report formats, a registry keyed by `--format`: json (the source of truth), markdown, html, junit.
+
+Every renderer is a pure function from the results document (what `run_mia` returns, with its
+"gate" section) to text. The HTML is one self-contained file: inline SVG figures, inline CSS, no
+network resources. Markdown and HTML leave out the run's timings and timestamp, so the same run
+settings give the same report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from typing import Callable
+from xml.etree import ElementTree as ET
+
+from .errors import PrivauditError
+
+Renderer = Callable[[dict], str]
+
+
+def render_json(doc: dict) -> str:
+    return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _tpr_cell(row: dict) -> str:
+    cell = f"{_pct(row['tpr'])} [{_pct(row['ci'][0])}, {_pct(row['ci'][1])}]"
+    return cell + " (too few non-members)" if row["too_few_nonmembers"] else cell
+
+
+def summary_rows(doc: dict) -> list[list[str]]:
+    """One row per attack: the figures every format shows."""
+    method = doc["settings"]["epsilon_method"]
+    rows = []
+    for name, a in doc["attacks"].items():
+        rows.append([
+            name + (" (primary)" if name == doc["primary_attack"] else ""),
+            f"{a['auc']:.4f} [{a['auc_ci'][0]:.4f}, {a['auc_ci'][1]:.4f}]",
+            *[_tpr_cell(r) for r in a["tpr_at_fpr"]],
+            f"{a['balanced_accuracy']:.4f}",
+            f"{a['empirical_epsilon'][method]['epsilon']:.3f}",
+        ])
+    return rows
+
+
+def summary_header(doc: dict) -> list[str]:
+    first = next(iter(doc["attacks"].values()))
+    return ["attack", "AUC [95% CI]", *[f"TPR @ FPR {r['fpr']:g}" for r in first["tpr_at_fpr"]],
+            "bal. acc.", "emp. epsilon (95%)"]
+
+
+def render_markdown(doc: dict) -> str:
+    _require_mia(doc)
+    s = doc["audit_set"]
+    lines = [
+        "# privaudit membership-inference audit",
+        "",
+        f"**{doc['headline']['text']}**",
+        "",
+        f"Model: `{doc['model']['arch']}` trained on {doc['model']['data']}. Audit set: {s['members']:,} members, "
+        f"{s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.",
+        "",
+        "| " + " | ".join(summary_header(doc)) + " |",
+        "|" + "---|" * len(summary_header(doc)),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(doc)]
+    gate = doc.get("gate")
+    if gate and gate["checks"]:
+        lines += ["", f"## Gate: {'passed' if gate['passed'] else 'FAILED'}", "", "| check | value | limit | result |",
+                  "|---|---|---|---|"]
+        lines += [f"| {c['metric']} | {c['value']:.4g} | {c['limit']:g} | {'pass' if c['passed'] else 'FAIL'} |"
+                  for c in gate["checks"]]
+    lines += ["", f"## Most exposed training members ({doc['primary_attack']})", "",
+              "| fingerprint | score |" + (" text |" if any("text" in v for v in doc["vulnerable"]) else ""),
+              "|---|---|" + ("---|" if any("text" in v for v in doc["vulnerable"]) else "")]
+    for v in doc["vulnerable"]:
+        lines.append(f"| `{v['fingerprint']}` | {v['score']:.4g} |" + (f" {v['text']} |" if "text" in v else ""))
+    lines += ["", "Intervals: Clopper-Pearson for rates, bootstrap for AUC. Empirical epsilon: a 95%-confidence "
+              "lower bound (threshold chosen with a Bonferroni correction or on a held-apart half).", ""]
+    return "\n".join(lines)
+
+
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def roc_svg(doc: dict, width: int = 520, height: int = 420) -> str:
+    """ROC curves of every attack on log-log axes (the low-FPR region is what matters)."""
+    left, right, top, bottom = 60, 150, 20, 50
+    n0 = doc["audit_set"]["nonmembers"]
+    lo = 10 ** math.floor(math.log10(max(1.0 / max(n0, 1), 1e-5)))
+    span = -math.log10(lo)
+
+    def x(v):
+        return left + (math.log10(max(v, lo)) + span) / span * (width - left - right)
+
+    def y(v):
+        return height - bottom - (math.log10(max(v, lo)) + span) / span * (height - top - bottom)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="ROC curves, log-log">', f'<rect x="{left}" y="{top}" width="{width - left - right}" '
+             f'height="{height - top - bottom}" fill="none" stroke="#999"/>']
+    for k in range(int(span) + 1):
+        v = lo * 10 ** k
+        parts.append(f'<line x1="{x(v):.1f}" y1="{top}" x2="{x(v):.1f}" y2="{height - bottom}" stroke="#eee"/>')
+        parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{width - right}" y2="{y(v):.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{x(v):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">{v:g}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:g}</text>')
+    parts.append(f'<line x1="{x(lo):.1f}" y1="{y(lo):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="#aaa" '
+                 f'stroke-dasharray="4 3"/>')
+    for i, (name, a) in enumerate(doc["attacks"].items()):
+        pts = " ".join(f"{x(f):.1f},{y(t):.1f}" for f, t in zip(a["roc"]["fpr"], a["roc"]["tpr"]) if f > 0 and t > 0)
+        color = _COLORS[i % len(_COLORS)]
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.6"/>')
+        parts.append(f'<text x="{width - right + 8}" y="{top + 14 + 16 * i}" font-size="12" fill="{color}">'
+                     f'{html.escape(name)}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" font-size="12" text-anchor="middle">'
+                 f'false positive rate (log)</text>')
+    parts.append(f'<text x="14" y="{(top + height - bottom) / 2}" font-size="12" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {(top + height - bottom) / 2})">true positive rate (log)</text>')
+    return "\n".join(parts + ["</svg>"])
+
+
+def epsilon_svg(doc: dict, width: int = 520) -> str:
+    """Empirical epsilon lower bound of every attack next to the theoretical epsilon."""
+    method = doc["settings"]["epsilon_method"]
+    bars = [(name, a["empirical_epsilon"][method]["epsilon"]) for name, a in doc["attacks"].items()]
+    theoretical = doc["theoretical"]["epsilon"] if doc["theoretical"] else None
+    top_value = max([b for _, b in bars] + [theoretical or 0, 1e-9]) * 1.15
+    left, right, row = 150, 60, 24
+    height = 40 + row * len(bars)
+
+    def x(v):
+        return left + v / top_value * (width - left - right)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="empirical versus theoretical epsilon">']
+    for i, (name, value) in enumerate(bars):
+        yy = 10 + row * i
+        parts.append(f'<text x="{left - 6}" y="{yy + 14}" font-size="12" text-anchor="end">{html.escape(name)}</text>')
+        parts.append(f'<rect x="{left}" y="{yy}" width="{max(x(value) - left, 1):.1f}" height="{row - 6}" '
+                     f'fill="#1f77b4"/>')
+        parts.append(f'<text x="{x(value) + 4:.1f}" y="{yy + 14}" font-size="11">{value:.2f}</text>')
+    if theoretical is not None:
+        parts.append(f'<line x1="{x(theoretical):.1f}" y1="4" x2="{x(theoretical):.1f}" y2="{height - 22}" '
+                     f'stroke="#d62728" stroke-width="2"/>')
+        parts.append(f'<text x="{x(theoretical):.1f}" y="{height - 8}" font-size="11" fill="#d62728" '
+                     f'text-anchor="middle">theoretical epsilon {theoretical:.2f}</text>')
+    else:
+        parts.append(f'<text x="{left}" y="{height - 8}" font-size="11" fill="#d62728">no theoretical epsilon '
+                     f'(trained without DP-SGD)</text>')
+    return "\n".join(parts + ["</svg>"])
+
+
+def render_html(doc: dict) -> str:
+    _require_mia(doc)
+    e = html.escape
+    s = doc["audit_set"]
+    header = "".join(f"<th>{e(h)}</th>" for h in summary_header(doc))
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in summary_rows(doc))
+    gate = doc.get("gate")
+    gate_html = ""
+    if gate and gate["checks"]:
+        rows = "".join(f"<tr class=\"{'pass' if c['passed'] else 'fail'}\"><td>{e(c['metric'])}</td>"
+                       f"<td>{c['value']:.4g}</td><td>{c['limit']:g}</td>"
+                       f"<td>{'pass' if c['passed'] else 'FAIL'}</td></tr>" for c in gate["checks"])
+        gate_html = (f"<h2>Gate: {'passed' if gate['passed'] else 'FAILED'}</h2><table id=\"gate\"><tr><th>check</th>"
+                     f"<th>value</th><th>limit</th><th>result</th></tr>{rows}</table>")
+    vulnerable = "".join(f"<tr><td><code>{e(v['fingerprint'])}</code></td><td>{v['score']:.4g}</td>"
+                         + (f"<td>{e(v['text'])}</td>" if "text" in v else "") + "</tr>" for v in doc["vulnerable"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>privaudit membership-inference audit</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 14px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+.headline {{ font-size: 1.2em; padding: .6em; background: #f4f6fa; border-left: 4px solid #1f77b4; }}
+.violation {{ border-left-color: #d62728; background: #fdecea; }}
+.fail td {{ background: #fdecea; }} .figures {{ display: flex; flex-wrap: wrap; gap: 2em; }}
+</style></head><body>
+<h1>privaudit membership-inference audit</h1>
+<p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
+<p>Model <code>{e(doc['model']['arch'])}</code> trained on {e(doc['model']['data'])}. Audit set: {s['members']:,}
+members, {s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.</p>
+<table id="summary"><tr>{header}</tr>{body}</table>
+{gate_html}
+<div class="figures"><figure><figcaption>Empirical epsilon (95% lower bound) vs theoretical epsilon</figcaption>
+{epsilon_svg(doc)}</figure>
+<figure><figcaption>ROC curves, log-log</figcaption>{roc_svg(doc)}</figure></div>
+<h2>Most exposed training members ({e(doc['primary_attack'])})</h2>
+<table id="vulnerable"><tr><th>fingerprint</th><th>score</th>{'<th>text</th>' if any('text' in v for v in doc['vulnerable']) else ''}</tr>{vulnerable}</table>
+<p>Intervals: Clopper-Pearson for rates, bootstrap for AUC. Empirical epsilon: a 95%-confidence lower bound.
+privaudit {e(doc['versions'].get('privaudit', ''))}.</p>
+</body></html>
+"""
+
+
+def render_junit(doc: dict) -> str:
+    """One test case per gate threshold, so any CI shows which held and which did not."""
+    checks = (doc.get("gate") or {}).get("checks", [])
+    suite = ET.Element("testsuite", name="privaudit", tests=str(len(checks)),
+                       failures=str(sum(not c["passed"] for c in checks)), errors="0")
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"privaudit.{doc['kind']}", name=c["metric"])
+        if not c["passed"]:
+            ET.SubElement(case, "failure", message=f"{c['metric']} = {c['value']:.4g} exceeds {c['limit']:g}")
+    ET.SubElement(suite, "system-out").text = doc["headline"]["text"]
+    return ET.tostring(ET.ElementTree(suite).getroot(), encoding="unicode", xml_declaration=True) + "\n"
+
+
+FORMATS: dict[str, Renderer] = {"json": render_json, "markdown": render_markdown, "html": render_html,
+                                "junit": render_junit}
+
+
+def render(doc: dict, fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise PrivauditError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return FORMATS[fmt](doc)
+
+
+def _require_mia(doc: dict) -> None:
+    if doc.get("kind") != "mia":
+        raise PrivauditError(f"cannot render a {doc.get('kind')!r} result in this format yet")
