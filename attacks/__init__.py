@@ -8,7 +8,7 @@ from functools import partial
 from .base import Attack, AttackInputs
 from .lira import lira_offline, lira_online
 from .loss import loss_attack
-from .rmia import rmia_offline
+from .rmia import rmia_offline, rmia_online
 from .shokri import shokri_attack
 
 #: name -> (attack, needs shadow models). "lira" is online LiRA with per-example variances.
@@ -19,7 +19,8 @@ ATTACKS: dict[str, tuple[Attack, bool]] = {
     "lira-fixed": (partial(lira_online, fixed_variance=True), True),
     "lira-offline": (lira_offline, True),
     "lira-offline-fixed": (partial(lira_offline, fixed_variance=True), True),
-    "rmia": (rmia_offline, True),
+    "rmia": (rmia_online, True),
+    "rmia-offline": (rmia_offline, True),
 }
 
 __all__ = ["ATTACKS", "Attack", "AttackInputs"]

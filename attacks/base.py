@@ -36,17 +36,24 @@ def true_class_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
                               np.broadcast_to(labels, logits.shape[:-1])[..., None], axis=-1)[..., 0]
 
 
-def log_softmax_true(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """log p(y | x) for every model and example (works on (N, C) and (K, N, C))."""
-    return true_class_logits(logits, labels) - logsumexp(logits, axis=-1)
-
-
 def scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)) of the true class, computed stably as z_y - logsumexp_{j != y} z_j.
+    """log(p / (1 - p)) of the true class, computed stably (in float64) as z_y - logsumexp_{j != y} z_j.
 
-    LiRA's statistic (Carlini et al. 2022): it makes per-example confidence close to Gaussian.
+    LiRA's statistic (Carlini et al. 2022): it makes per-example confidence close to Gaussian. Unlike p
+    itself, it does not saturate for confidently classified training members.
     """
+    logits = np.asarray(logits, dtype=np.float64)
     z_y = true_class_logits(logits, labels)
     onehot = np.arange(logits.shape[-1]) == np.broadcast_to(labels, logits.shape[:-1])[..., None]
     others = np.where(onehot, -np.inf, logits)
     return z_y - logsumexp(others, axis=-1)
+
+
+def log_prob_true(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """log p(y | x), precise even where p rounds to 1: -log(1 + exp(-phi))."""
+    return -np.logaddexp(0.0, -scaled_confidence(logits, labels))
+
+
+def log_prob_other(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """log(1 - p(y | x)), precise where p is close to 1: -log(1 + exp(phi))."""
+    return -np.logaddexp(0.0, scaled_confidence(logits, labels))

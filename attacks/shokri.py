@@ -14,16 +14,16 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from .base import AttackInputs, log_softmax_true, scaled_confidence
+from .base import AttackInputs, log_prob_true, scaled_confidence
 
 L2 = 1e-3
 
 
 def features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    log_probs = log_softmax(logits, axis=-1)
+    log_probs = log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
     sorted_desc = -np.sort(-log_probs, axis=-1)
     return np.concatenate(
-        [sorted_desc, log_softmax_true(logits, labels)[..., None], scaled_confidence(logits, labels)[..., None]],
+        [sorted_desc, log_prob_true(logits, labels)[..., None], scaled_confidence(logits, labels)[..., None]],
         axis=-1,
     )
 

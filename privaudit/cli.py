@@ -81,6 +81,8 @@ def train(
         raise PrivauditError("give a data file or --demo (exactly one)")
     if not dp and (noise_multiplier is not None or target_epsilon is not None):
         raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
+    if dp and (noise_multiplier is None) == (target_epsilon is None):
+        raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
     dp_settings = DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant) if dp else None
     recipe = TrainingRecipe(arch, epochs, batch_size, lr, optimizer, weight_decay, dropout, max_len, vocab_size,
                             seed, heldout_fraction, dp_settings)

@@ -1,0 +1,138 @@
+"""Membership inference on small real runs: the demo data, a small CNN, a few shadow models."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from privaudit.api import mia, train
+from privaudit.bundle import save_bundle
+from privaudit.errors import PrivauditError
+from privaudit.gate import Thresholds
+from privaudit.mia import MiaSettings
+from privaudit.recipe import DPSettings, TrainingRecipe
+from privaudit.source import demo_source
+
+SMALL = demo_source(size=800, seed=7)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("mia")
+
+
+@pytest.fixture(scope="module")
+def leaky_model(workdir):
+    path = workdir / "cnn.pt"
+    save_bundle(train(SMALL, TrainingRecipe(epochs=15, seed=3)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(leaky_model, workdir):
+    settings = MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200)
+    return mia(leaky_model, settings)
+
+
+def test_all_attacks_from_one_pool(first_run):
+    assert set(first_run["attacks"]) == {"loss", "shadow", "lira", "lira-fixed", "lira-offline",
+                                         "lira-offline-fixed", "rmia", "rmia-offline"}
+    assert first_run["audit_set"] == {"members": 400, "nonmembers": 400, "population": 800, "shadows": 4,
+                                      "shadows_from_cache": 0}
+    for figures in first_run["attacks"].values():
+        lo, hi = figures["auc_ci"]
+        assert 0 <= lo <= figures["auc"] <= hi <= 1
+        assert [row["fpr"] for row in figures["tpr_at_fpr"]] == [0.001, 0.01, 0.1]
+        assert figures["tpr_at_fpr"][0]["too_few_nonmembers"]  # 400 non-members cannot show FPR 0.1%
+    # A non-DP CNN that fits its members leaks: the best attacks see it.
+    assert max(a["auc"] for a in first_run["attacks"].values()) > 0.6
+    assert first_run["headline"]["theoretical_epsilon"] is None
+    assert len(first_run["per_example"]["scores"]["lira"]) == 800
+    assert "text" not in first_run["vulnerable"][0]
+
+
+def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, leaky_model, workdir):
+    again = mia(leaky_model, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200))
+    assert again["audit_set"]["shadows_from_cache"] == 4
+    assert again["per_example"] == first_run["per_example"]
+    assert again["attacks"]["rmia"]["auc_ci"] == first_run["attacks"]["rmia"]["auc_ci"]
+
+
+def test_dp_model_leaks_less_than_its_guarantee(workdir):
+    recipe = TrainingRecipe(epochs=15, seed=3, dp=DPSettings(target_epsilon=1.0))
+    path = workdir / "dp.pt"
+    save_bundle(train(SMALL, recipe), path)
+    result = mia(path, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200))
+    head = result["headline"]
+    assert head["theoretical_epsilon"] <= 1.0
+    assert head["empirical_epsilon"] < head["theoretical_epsilon"]
+    assert not head["violation"]
+    assert all(abs(a["auc"] - 0.5) < 0.08 for a in result["attacks"].values())
+
+
+def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
+    cache = workdir / "cache"
+    report = workdir / "report"
+    code, out, err = run_cli("mia", leaky_model, "--shadows", "4", "--cache-dir", cache, "--report", report,
+                             "--max-auc", "0.01", "--max-tpr-at-fpr", "0.1:1.0")
+    assert code == 1
+    assert "threshold crossed: lira AUC" in err and "> 0.01" in err
+    assert "TPR at FPR 0.1" not in err  # that threshold held
+    doc = json.loads((report / "results.json").read_text())
+    assert doc["gate"]["passed"] is False
+    html = (report / "report.html").read_text()
+    assert "<svg" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert doc["headline"]["text"] in (report / "report.md").read_text()
+    code, out, err = run_cli("mia", leaky_model, "--shadows", "4", "--cache-dir", cache, "--max-auc", "0.99")
+    assert code == 0, err
+    code, xml, err = run_cli("report", report / "results.json", "--format", "junit")
+    assert code == 0
+    suite = ET.fromstring(xml)
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["lira AUC", "lira TPR at FPR 0.1"]
+    assert [c.find("failure") is not None for c in cases] == [True, False]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attack", "magic"], "unknown attack"),
+    (["--shadows", "1"], "needs --shadows 2 or more"),
+    (["--members", "x.csv"], "go together"),
+    (["--max-tpr-at-fpr", "0.5"], "expects FPR:TPR"),
+    (["--max-tpr-at-fpr", "0.02:0.1"], "not on the reported grid"),
+])
+def test_cli_bad_usage_exits_2(run_cli, leaky_model, workdir, args, message):
+    code, _, err = run_cli("mia", leaky_model, "--shadows", "4", "--cache-dir", workdir / "cache", *args)
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_labels_and_empty_population_are_user_errors(run_cli, leaky_model, workdir, tmp_path):
+    members = tmp_path / "m.csv"
+    members.write_text("text,label\nplay jazz,PlayMusic\nwhat is this,NotAnIntent\n")
+    nonmembers = tmp_path / "n.csv"
+    nonmembers.write_text("text,label\nset an alarm,SetAlarm\nrain in Oslo,GetWeather\n")
+    code, _, err = run_cli("mia", leaky_model, "--members", members, "--nonmembers", nonmembers,
+                           "--attack", "loss", "--shadows", "0")
+    assert code == 2 and "'NotAnIntent'" in err and "not among the model's labels" in err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    code, _, err = run_cli("mia", leaky_model, "--population", empty, "--attack", "loss", "--shadows", "0")
+    assert code == 2 and "no examples" in err
+
+
+def test_bundle_without_members_needs_member_files(leaky_model, tmp_path):
+    from privaudit.bundle import load_bundle
+
+    bundle = load_bundle(leaky_model)
+    bundle.member_fingerprints = []
+    path = tmp_path / "nomembers.pt"
+    save_bundle(bundle, path)
+    with pytest.raises(PrivauditError, match="give --members and --nonmembers"):
+        mia(path, MiaSettings(attack="loss", shadows=0))
+
+
+def test_loss_attack_alone_needs_no_shadows(leaky_model, tmp_path):
+    result = mia(leaky_model, MiaSettings(attack="loss", shadows=0, cache_dir=str(tmp_path), bootstrap=100))
+    assert list(result["attacks"]) == ["loss"]
+    assert not (tmp_path / "shadows").exists()

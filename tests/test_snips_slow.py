@@ -1,0 +1,48 @@
+"""Full-size claims on SNIPS (../shared/data/snips): minutes each, run with `make test-all`."""
+
+import pytest
+
+from privaudit.api import mia, train
+from privaudit.bundle import save_bundle
+from privaudit.mia import MiaSettings
+from privaudit.recipe import DPSettings, TrainingRecipe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("snips-cache"))
+
+
+@pytest.fixture(scope="module")
+def snips_cnn(snips_train, tmp_path_factory):
+    path = tmp_path_factory.mktemp("snips") / "cnn.pt"
+    save_bundle(train(snips_train, TrainingRecipe(arch="cnn", epochs=20)), path)
+    return path
+
+
+def tpr_at_1pct(result, attack):
+    return next(r["tpr"] for r in result["attacks"][attack]["tpr_at_fpr"] if r["fpr"] == 0.01)
+
+
+def test_lira_with_16_shadows_beats_the_loss_attack(snips_cnn, cache):
+    result = mia(snips_cnn, MiaSettings(attack="lira", shadows=16, cache_dir=cache))
+    lira, loss = result["attacks"]["lira"], result["attacks"]["loss"]
+    assert lira["auc"] > loss["auc"]
+    assert tpr_at_1pct(result, "lira") >= 3 * tpr_at_1pct(result, "loss")
+
+
+def test_rmia_with_2_references_beats_offline_lira_with_2_shadows(snips_cnn, cache):
+    result = mia(snips_cnn, MiaSettings(attack="rmia", shadows=2, cache_dir=cache))
+    assert tpr_at_1pct(result, "rmia") > tpr_at_1pct(result, "lira-offline")
+
+
+def test_dp_model_at_epsilon_1_leaks_less_than_promised(snips_train, tmp_path, cache):
+    path = tmp_path / "dp.pt"
+    save_bundle(train(snips_train, TrainingRecipe(arch="cnn", epochs=20, dp=DPSettings(target_epsilon=1.0))), path)
+    result = mia(path, MiaSettings(attack="rmia", shadows=4, cache_dir=cache))
+    head = result["headline"]
+    assert head["theoretical_epsilon"] <= 1.0
+    assert head["empirical_epsilon"] < head["theoretical_epsilon"]
+    assert all(abs(a["auc"] - 0.5) < 0.03 for a in result["attacks"].values())
