@@ -1,6 +1,6 @@
-"""Membership-inference attacks, all behind one protocol (see base.py): higher score = more likely member.
-
-Every attack here is computed from the same shadow pool in one run, so all are shown side by side.
+"""Attacks. Membership inference, all behind one protocol (see base.py): higher score = more likely
+member; every one is computed from the same shadow pool in one run, so all are shown side by side.
+White-box canary extraction: `modiva.modiva_extract` (ModIvA).
 """
 
 from functools import partial

@@ -107,6 +107,27 @@ def mia(model: str | Path | None, settings=None, thresholds=None, data=None, mem
     return result
 
 
+def canary(settings, data: str | Path | None = None, recipe: TrainingRecipe | None = None,
+           model: str | Path | None = None, thresholds: dict | None = None, device: str = "cpu",
+           progress: Progress | None = None) -> dict:
+    """`privaudit canary`: insert canaries into `data` (or the bundle's data), train with `recipe` (or the
+    bundle's recipe), then measure exposure, extraction and the one-run epsilon bound."""
+    from .bundle import load_bundle
+    from .gate import gate_section
+    from privaudit.canaries.audit import check_canary, run_canary
+
+    if model is not None:
+        bundle = load_bundle(model)
+        source = resolve_source(data) if data is not None else bundle.data_source
+        recipe = bundle.recipe
+    else:
+        source = resolve_source(data)
+    dataset = load_source(source)
+    result = run_canary(settings, dataset, recipe or TrainingRecipe(), source.describe(), device, progress)
+    result["gate"] = gate_section(check_canary(result, **(thresholds or {})))
+    return result
+
+
 def write_results(result: dict, report: str | Path | None = None, output: str | Path | None = None) -> None:
     """results.json (and, in a report folder, report.md and report.html), each written atomically."""
     from .fileio import write_text_atomic
@@ -139,5 +160,5 @@ def render_results(results: str | Path, fmt: str) -> str:
     return render(doc, fmt)
 
 
-__all__ = ["train", "bundle_summary", "epsilon_table", "resolve_source", "mia", "write_results", "render_results",
-           "demo_model"]
+__all__ = ["train", "bundle_summary", "epsilon_table", "resolve_source", "mia", "canary", "write_results",
+           "render_results", "demo_model"]

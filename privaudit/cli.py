@@ -190,6 +190,86 @@ def _exit_on_crossings(result: dict) -> None:
 
 
 @app.command()
+def canary(
+    insert: int = typer.Option(20, help="Number of canaries (secrets) to plant."),
+    repeat: str = typer.Option("1,4,16", help="Insertion counts; the canaries are split evenly among them."),
+    template: str = typer.Option("my pin code is {digit} {digit} {digit} {digit}",
+                                 help="Public words with {digit}, {letter} or {word} slots ({digit}x10 repeats)."),
+    label: Optional[str] = typer.Option(None, help="Label of every canary (default: labels in turn)."),
+    decoys: int = typer.Option(0, help="Decoys per canary: same words, other secret, other label."),
+    audit_canaries: int = typer.Option(100, help="Extra canaries, each inserted with probability 1/2, for the "
+                                                 "one-run epsilon audit (0: none)."),
+    data: Optional[Path] = typer.Option(None, help="Training data (default with --model: the bundle's)."),
+    model: Optional[Path] = typer.Option(None, help="Retrain with this bundle's recipe (and data)."),
+    demo: bool = typer.Option(False, "--demo", help="Use the built-in demo data set."),
+    arch: str = typer.Option("cnn"),
+    epochs: int = typer.Option(20),
+    batch_size: int = typer.Option(64),
+    lr: Optional[float] = typer.Option(None),
+    dropout: float = typer.Option(0.1, help="A defence the ModIvA paper measured; compare with 0."),
+    seed: int = typer.Option(0),
+    dp: bool = typer.Option(False, "--dp"),
+    noise_multiplier: Optional[float] = typer.Option(None),
+    target_epsilon: Optional[float] = typer.Option(None),
+    max_grad_norm: float = typer.Option(1.0),
+    delta: Optional[float] = typer.Option(None),
+    max_exposure: Optional[float] = typer.Option(None, help="Exit 1 if any canary's exposure (bits) exceeds this."),
+    max_extraction_rate: Optional[float] = typer.Option(None, help="Exit 1 if any extraction rate exceeds this."),
+    max_empirical_epsilon: Optional[float] = typer.Option(None, help="Exit 1 if the one-run bound exceeds this."),
+    show_secrets: bool = typer.Option(False, "--show-secrets", help="Put the secrets in the results (else hashes)."),
+    report: Optional[Path] = typer.Option(None, help="Folder for results.json, report.md and report.html."),
+    output: Optional[Path] = typer.Option(None, help="Write results.json here."),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Plant secret canaries, train, measure exposure, extract them (ModIvA), audit epsilon in one run."""
+    from . import api
+    from privaudit.canaries.audit import CanarySettings
+
+    if sum([data is not None or model is not None, demo]) != 1:
+        raise PrivauditError("give --data, --model or --demo")
+    try:
+        repeats = [int(x) for x in repeat.split(",") if x.strip()]
+    except ValueError:
+        raise PrivauditError(f"--repeat takes counts such as 1,4,16, got {repeat!r}") from None
+    if not dp and (noise_multiplier is not None or target_epsilon is not None):
+        raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
+    if dp and (noise_multiplier is None) == (target_epsilon is None):
+        raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
+    if audit_canaries < 0:
+        raise PrivauditError("--audit-canaries must be 0 or more")
+    settings = CanarySettings(insert, repeats, template, label, decoys, audit_canaries, seed, show_secrets)
+    recipe = None
+    if model is None:
+        dp_settings = DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta) if dp else None
+        recipe = TrainingRecipe(arch, epochs, batch_size, lr, dropout=dropout, seed=seed, dp=dp_settings)
+    thresholds = {"max_exposure": max_exposure, "max_extraction_rate": max_extraction_rate,
+                  "max_empirical_epsilon": max_empirical_epsilon}
+    with make_progress() as progress:
+        result = api.canary(settings, data, recipe, model, thresholds, _device(device), progress)
+    _print_canary(result)
+    api.write_results(result, report=report, output=output)
+    _exit_on_crossings(result)
+
+
+def _print_canary(result: dict) -> None:
+    from .reports import canary_header, canary_rows
+
+    table = Table(title=f"canaries: {result['template']['text']!r}, {result['template']['space_size']:,} secrets",
+                  title_justify="left")
+    for i, column in enumerate(canary_header()):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in canary_rows(result):
+        table.add_row(*row)
+    out_console.print(table)
+    style = "bold red" if result["headline"]["violation"] else "bold"
+    out_console.print(result["headline"]["text"], style=style, highlight=False)
+    t = result["timings"]
+    err_console.print(f"time: training {t['training_s']:.1f} s, exposure and extraction "
+                      f"{t['exposure_and_extraction_s']:.1f} s, one-run audit {t['one_run_audit_s']:.1f} s",
+                      highlight=False)
+
+
+@app.command()
 def report(
     results: Path = typer.Argument(..., help="A results.json written by an audit."),
     format: str = typer.Option("html", "--format", "-f", help="json, markdown, html or junit."),

@@ -54,7 +54,43 @@ def summary_header(doc: dict) -> list[str]:
 
 
 def render_markdown(doc: dict) -> str:
-    _require_mia(doc)
+    return _by_kind(doc, mia=_mia_markdown, canary=_canary_markdown)
+
+
+def render_html(doc: dict) -> str:
+    return _by_kind(doc, mia=_mia_html, canary=_canary_html)
+
+
+def _by_kind(doc: dict, **renderers) -> str:
+    kind = doc.get("kind")
+    if kind not in renderers:
+        raise PrivauditError(f"cannot render a result of kind {kind!r}")
+    return renderers[kind](doc)
+
+
+def _gate_markdown(doc: dict) -> list[str]:
+    gate = doc.get("gate")
+    if not gate or not gate["checks"]:
+        return []
+    lines = ["", f"## Gate: {'passed' if gate['passed'] else 'FAILED'}", "", "| check | value | limit | result |",
+             "|---|---|---|---|"]
+    return lines + [f"| {c['metric']} | {c['value']:.4g} | {c['limit']:g} | {'pass' if c['passed'] else 'FAIL'} |"
+                    for c in gate["checks"]]
+
+
+def _gate_html(doc: dict) -> str:
+    gate = doc.get("gate")
+    if not gate or not gate["checks"]:
+        return ""
+    e = html.escape
+    rows = "".join(f"<tr class=\"{'pass' if c['passed'] else 'fail'}\"><td>{e(c['metric'])}</td>"
+                   f"<td>{c['value']:.4g}</td><td>{c['limit']:g}</td>"
+                   f"<td>{'pass' if c['passed'] else 'FAIL'}</td></tr>" for c in gate["checks"])
+    return (f"<h2>Gate: {'passed' if gate['passed'] else 'FAILED'}</h2><table id=\"gate\"><tr><th>check</th>"
+            f"<th>value</th><th>limit</th><th>result</th></tr>{rows}</table>")
+
+
+def _mia_markdown(doc: dict) -> str:
     s = doc["audit_set"]
     lines = [
         "# privaudit membership-inference audit",
@@ -68,12 +104,7 @@ def render_markdown(doc: dict) -> str:
         "|" + "---|" * len(summary_header(doc)),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(doc)]
-    gate = doc.get("gate")
-    if gate and gate["checks"]:
-        lines += ["", f"## Gate: {'passed' if gate['passed'] else 'FAILED'}", "", "| check | value | limit | result |",
-                  "|---|---|---|---|"]
-        lines += [f"| {c['metric']} | {c['value']:.4g} | {c['limit']:g} | {'pass' if c['passed'] else 'FAIL'} |"
-                  for c in gate["checks"]]
+    lines += _gate_markdown(doc)
     lines += ["", f"## Most exposed training members ({doc['primary_attack']})", "",
               "| fingerprint | score |" + (" text |" if any("text" in v for v in doc["vulnerable"]) else ""),
               "|---|---|" + ("---|" if any("text" in v for v in doc["vulnerable"]) else "")]
@@ -155,33 +186,28 @@ def epsilon_svg(doc: dict, width: int = 520) -> str:
     return "\n".join(parts + ["</svg>"])
 
 
-def render_html(doc: dict) -> str:
-    _require_mia(doc)
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.headline { font-size: 1.2em; padding: .6em; background: #f4f6fa; border-left: 4px solid #1f77b4; }
+.violation { border-left-color: #d62728; background: #fdecea; }
+.fail td { background: #fdecea; } .figures { display: flex; flex-wrap: wrap; gap: 2em; }
+"""
+
+
+def _mia_html(doc: dict) -> str:
     e = html.escape
     s = doc["audit_set"]
     header = "".join(f"<th>{e(h)}</th>" for h in summary_header(doc))
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in summary_rows(doc))
-    gate = doc.get("gate")
-    gate_html = ""
-    if gate and gate["checks"]:
-        rows = "".join(f"<tr class=\"{'pass' if c['passed'] else 'fail'}\"><td>{e(c['metric'])}</td>"
-                       f"<td>{c['value']:.4g}</td><td>{c['limit']:g}</td>"
-                       f"<td>{'pass' if c['passed'] else 'FAIL'}</td></tr>" for c in gate["checks"])
-        gate_html = (f"<h2>Gate: {'passed' if gate['passed'] else 'FAILED'}</h2><table id=\"gate\"><tr><th>check</th>"
-                     f"<th>value</th><th>limit</th><th>result</th></tr>{rows}</table>")
+    gate_html = _gate_html(doc)
     vulnerable = "".join(f"<tr><td><code>{e(v['fingerprint'])}</code></td><td>{v['score']:.4g}</td>"
                          + (f"<td>{e(v['text'])}</td>" if "text" in v else "") + "</tr>" for v in doc["vulnerable"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>privaudit membership-inference audit</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 14px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-.headline {{ font-size: 1.2em; padding: .6em; background: #f4f6fa; border-left: 4px solid #1f77b4; }}
-.violation {{ border-left-color: #d62728; background: #fdecea; }}
-.fail td {{ background: #fdecea; }} .figures {{ display: flex; flex-wrap: wrap; gap: 2em; }}
-</style></head><body>
+<style>{_STYLE}</style></head><body>
 <h1>privaudit membership-inference audit</h1>
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
 <p>Model <code>{e(doc['model']['arch'])}</code> trained on {e(doc['model']['data'])}. Audit set: {s['members']:,}
@@ -195,6 +221,95 @@ members, {s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher s
 <table id="vulnerable"><tr><th>fingerprint</th><th>score</th>{'<th>text</th>' if any('text' in v for v in doc['vulnerable']) else ''}</tr>{vulnerable}</table>
 <p>Intervals: Clopper-Pearson for rates, bootstrap for AUC. Empirical epsilon: a 95%-confidence lower bound.
 privaudit {e(doc['versions'].get('privaudit', ''))}.</p>
+</body></html>
+"""
+
+
+def canary_header() -> list[str]:
+    return ["repeat", "canaries", "exposure mean / max (bits)", "enumeration top-1", "ModIvA (alphabet)",
+            "+ swaps", "ModIvA (vocabulary)", "+ swaps", "position acc. (alphabet)", "median relaxed rank", "chance"]
+
+
+def canary_rows(doc: dict) -> list[list[str]]:
+    rows = []
+    for g in doc["by_repeat"]:
+        a, v = g["modiva_alphabet"], g["modiva_vocab"]
+        rows.append([str(g["repeat"]), str(g["canaries"]), f"{g['exposure_mean']:.2f} / {g['exposure_max']:.2f}",
+                     _pct(g["enumeration_top1_rate"]), _pct(a["extraction_rate"]), _pct(a["swap_extraction_rate"]),
+                     _pct(v["extraction_rate"]), _pct(v["swap_extraction_rate"]), _pct(a["position_accuracy"]),
+                     "-" if a["median_relaxed_rank"] is None else f"{a['median_relaxed_rank']:g}",
+                     f"{g['chance']:.2g}"])
+    return rows
+
+
+def _canary_intro(doc: dict) -> str:
+    t = doc["template"]
+    return (f"Template '{t['text']}' ({t['space_size']:,} possible secrets), model `{doc['model']['arch']}` trained on "
+            f"{doc['model']['data']} plus the canaries ({doc['decoys']} decoys). Exposure of a secret the model "
+            f"never saw: about 1.44 bits. Extraction = the exact secret read out; enumeration top-1 = the true secret is "
+            f"the exact maximiser of the objective all the attacks optimise.")
+
+
+def _canary_markdown(doc: dict) -> str:
+    lines = ["# privaudit canary audit", "", f"**{doc['headline']['text']}**", "", _canary_intro(doc), "",
+             "| " + " | ".join(canary_header()) + " |", "|" + "---|" * len(canary_header())]
+    lines += ["| " + " | ".join(row) + " |" for row in canary_rows(doc)]
+    lines += _gate_markdown(doc)
+    return "\n".join(lines + [""])
+
+
+def canary_svg(doc: dict, width: int = 520, height: int = 300) -> str:
+    """Mean exposure (bits, left axis) and extraction rates (right axis) against the repeat count."""
+    groups = doc["by_repeat"]
+    left, right, top, bottom = 50, 150, 20, 40
+    space_bits = math.log2(doc["template"]["space_size"])
+    xs = [g["repeat"] for g in groups]
+    lo, hi = math.log2(min(xs)), math.log2(max(xs)) if max(xs) > min(xs) else math.log2(min(xs)) + 1
+
+    def x(r):
+        return left + (math.log2(r) - lo) / (hi - lo) * (width - left - right)
+
+    def y(frac):
+        return height - bottom - frac * (height - top - bottom)
+
+    series = [("mean exposure / max bits", [g["exposure_mean"] / space_bits for g in groups], "#1f77b4"),
+              ("enumeration top-1", [g["enumeration_top1_rate"] for g in groups], "#7f7f7f"),
+              ("ModIvA (alphabet)", [g["modiva_alphabet"]["extraction_rate"] for g in groups], "#d62728"),
+              ("ModIvA + swaps", [g["modiva_alphabet"]["swap_extraction_rate"] for g in groups], "#2ca02c")]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="exposure and extraction against repeat count">',
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             f'fill="none" stroke="#999"/>']
+    for frac in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<text x="{left - 6}" y="{y(frac) + 4:.1f}" font-size="11" text-anchor="end">{frac:g}</text>')
+    for r in xs:
+        parts.append(f'<text x="{x(r):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">{r}</text>')
+    for i, (name, values, color) in enumerate(series):
+        pts = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in zip(xs, values))
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+        parts += [f'<circle cx="{x(r):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"/>' for r, v in zip(xs, values)]
+        parts.append(f'<text x="{width - right + 8}" y="{top + 14 + 16 * i}" font-size="12" fill="{color}">'
+                     f'{html.escape(name)}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 8}" font-size="12" text-anchor="middle">'
+                 f'times each canary was inserted</text>')
+    return "\n".join(parts + ["</svg>"])
+
+
+def _canary_html(doc: dict) -> str:
+    e = html.escape
+    header = "".join(f"<th>{e(h)}</th>" for h in canary_header())
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in canary_rows(doc))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>privaudit canary audit</title>
+<style>{_STYLE}</style></head><body>
+<h1>privaudit canary audit</h1>
+<p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
+<p>{e(_canary_intro(doc))}</p>
+<table id="summary"><tr>{header}</tr>{body}</table>
+{_gate_html(doc)}
+<figure><figcaption>Exposure (as a fraction of the secret's bits) and extraction rate by repeat count</figcaption>
+{canary_svg(doc)}</figure>
+<p>privaudit {e(doc['versions'].get('privaudit', ''))}.</p>
 </body></html>
 """
 
@@ -220,8 +335,3 @@ def render(doc: dict, fmt: str) -> str:
     if fmt not in FORMATS:
         raise PrivauditError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     return FORMATS[fmt](doc)
-
-
-def _require_mia(doc: dict) -> None:
-    if doc.get("kind") != "mia":
-        raise PrivauditError(f"cannot render a {doc.get('kind')!r} result in this format yet")

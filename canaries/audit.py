@@ -1,0 +1,191 @@
+"""`privaudit canary`: plant secrets, train, measure exposure, extract them, audit epsilon in one run.
+
+Python API:
+
+    from privaudit.canaries.audit import CanarySettings, run_canary
+    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data="train.csv")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from privaudit.accounting import default_delta
+from privaudit.attacks.base import scaled_confidence
+from privaudit.attacks.modiva import modiva_extract, slot_layout
+from privaudit.data import TextDataset
+from privaudit.recipe import TrainingRecipe
+from privaudit.training import fit
+from privaudit.versions import package_versions
+
+from .exposure import exposure
+from .generate import plan_canaries
+from .onerun import one_run_audit
+from .templates import DEFAULT_TEMPLATE, parse_template
+
+SCHEMA_VERSION = 1
+RANDOM_EXPOSURE = 1.44  # log2(e): the expected exposure of a secret the model never saw
+
+
+@dataclass
+class CanarySettings:
+    insert: int = 20
+    repeats: list[int] = field(default_factory=lambda: [1, 4, 16])
+    template: str = DEFAULT_TEMPLATE
+    label: str | None = None
+    decoys: int = 0
+    audit_canaries: int = 100
+    seed: int = 0
+    show_secrets: bool = False
+    modiva_steps: int = 200
+    modiva_restarts: int = 16
+
+
+def run_canary(settings: CanarySettings, data: TextDataset, recipe: TrainingRecipe, data_description: str,
+               device: str = "cpu", progress: Progress | None = None) -> dict:
+    template = parse_template(settings.template)
+    labels = data.label_names
+    plan = plan_canaries(template, settings.insert, settings.repeats, labels, settings.seed, settings.label,
+                         settings.audit_canaries, settings.decoys)
+    timings = {}
+    start = time.perf_counter()
+    fitted = fit(data + plan.inserted(), labels, recipe, device, progress, "training with canaries")
+    timings["training_s"] = time.perf_counter() - start
+    classifier = fitted.classifier
+    slot_layout(classifier, template)  # every alphabet symbol must be a vocabulary token (else exit 2)
+
+    start = time.perf_counter()
+    exposure_canaries = [c for c in plan.canaries if c.role == "exposure"]
+    task = progress.add_task("exposure and extraction", total=len(exposure_canaries)) if progress else None
+    rows = []
+    for i, c in enumerate(exposure_canaries):
+        e = exposure(classifier, template, c.secret, c.label, seed=settings.seed + i)
+        extractions = {s: modiva_extract(classifier, template, c.secret, c.label, s, settings.modiva_steps,
+                                         settings.modiva_restarts, seed=settings.seed + i).to_dict()
+                       for s in ("alphabet", "vocab")}
+        rows.append({**c.to_dict(settings.show_secrets), "exposure": e.to_dict(), "modiva": extractions})
+        if task is not None:
+            progress.advance(task)
+    timings["exposure_and_extraction_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    audit_canaries = [c for c in plan.canaries if c.role == "audit"]
+    privacy = fitted.privacy
+    delta = privacy.delta if privacy else default_delta(len(data))
+    one_run = None
+    if audit_canaries:
+        scores = _membership_scores(classifier, template, audit_canaries, settings.seed)
+        one_run = one_run_audit(scores, np.array([c.repeat > 0 for c in audit_canaries]), delta)
+    timings["one_run_audit_s"] = time.perf_counter() - start
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "canary",
+        "model": {"arch": fitted.recipe.arch, "recipe": fitted.recipe.to_dict(), "data": data_description,
+                  "training_examples": len(data) + len(plan.inserted())},
+        "settings": asdict(settings),
+        "versions": package_versions(),
+        "template": {"text": template.text, "space_size": template.space_size, "slots": template.slots},
+        "theoretical": privacy.to_dict() if privacy else None,
+        "canaries": rows,
+        "by_repeat": summarise(rows, settings.repeats, template.space_size),
+        "decoys": len(plan.decoys),
+        "one_run": one_run,
+        "headline": headline(one_run, privacy),
+        "timings": timings,
+    }
+
+
+def check_canary(result: dict, max_exposure: float | None, max_extraction_rate: float | None,
+                 max_empirical_epsilon: float | None):
+    """Gate checks: the largest exposure of any canary, the best extraction rate of any method at any
+    repeat count, and the one-run epsilon bound."""
+    from privaudit.gate import Check
+
+    checks = []
+    if max_exposure is not None:
+        value = max(row["exposure"]["exposure"] for row in result["canaries"])
+        checks.append(Check("canary exposure (max, bits)", value, max_exposure, value <= max_exposure))
+    if max_extraction_rate is not None:
+        value = max(max(g["enumeration_top1_rate"], *(g[f"modiva_{s}"][k] for s in ("alphabet", "vocab")
+                                                      for k in ("extraction_rate", "swap_extraction_rate")))
+                    for g in result["by_repeat"])
+        checks.append(Check("canary extraction rate (best method, any repeat count)", value, max_extraction_rate,
+                            value <= max_extraction_rate))
+    if max_empirical_epsilon is not None and result["one_run"] is not None:
+        value = result["one_run"]["epsilon"]
+        checks.append(Check("one-run empirical epsilon (95% lower bound)", value, max_empirical_epsilon,
+                            value <= max_empirical_epsilon))
+    return checks
+
+
+def _membership_scores(classifier, template, canaries, seed: int, reference: int = 500) -> np.ndarray:
+    """Each canary's confidence in its label, standardised against random secrets under that label."""
+    rng = np.random.default_rng(seed)
+    label_stats = {}
+    for label in sorted({c.label for c in canaries}):
+        secrets = [tuple(a[j] for a, j in zip(template.alphabets, rng.integers(0, [len(a) for a in template.alphabets])))
+                   for _ in range(reference)]
+        phi = _phi(classifier, [template.render(s) for s in secrets], label)
+        label_stats[label] = (phi.mean(), phi.std() + 1e-9)
+    scores = []
+    for c in canaries:
+        mean, std = label_stats[c.label]
+        scores.append((_phi(classifier, [c.text], c.label)[0] - mean) / std)
+    return np.array(scores)
+
+
+def _phi(classifier, texts, label) -> np.ndarray:
+    logits = classifier.logits(texts).numpy()
+    return scaled_confidence(logits, np.full(len(texts), classifier.labels.index(label)))
+
+
+def summarise(rows: list[dict], repeats: list[int], space: int) -> list[dict]:
+    out = []
+    for r in sorted(set(repeats)):
+        group = [row for row in rows if row["repeat"] == r]
+        if not group:
+            continue
+        exposures = [row["exposure"]["exposure"] for row in group]
+        summary = {
+            "repeat": r, "canaries": len(group),
+            "exposure_mean": float(np.mean(exposures)), "exposure_max": float(np.max(exposures)),
+            "enumeration_top1_rate": float(np.mean([row["exposure"]["rank"] == 1 for row in group])),
+            "chance": 1.0 / space,
+        }
+        for setting in ("alphabet", "vocab"):
+            ex = [row["modiva"][setting] for row in group]
+            ranks = [e["relaxed_rank"] for e in ex if e["relaxed_rank"] is not None]
+            summary[f"modiva_{setting}"] = {
+                "extraction_rate": float(np.mean([e["success"] for e in ex])),
+                "position_accuracy": float(np.mean([e["position_accuracy"] for e in ex])),
+                "median_relaxed_rank": float(np.median(ranks)) if ranks else None,
+                "swap_extraction_rate": float(np.mean([e["swap_success"] for e in ex])),
+                "swap_position_accuracy": float(np.mean([e["swap_position_accuracy"] for e in ex])),
+            }
+        out.append(summary)
+    return out
+
+
+def headline(one_run: dict | None, privacy) -> dict:
+    if one_run is None:
+        return {"text": "no audit canaries: no one-run epsilon bound", "empirical_epsilon": None,
+                "theoretical_epsilon": privacy.epsilon if privacy else None, "violation": False}
+    eps = one_run["epsilon"]
+    if privacy is None:
+        text = (f"no theoretical epsilon (trained without DP-SGD); one-run canary audit shows at least {eps:.2f} "
+                f"(95% confidence, {one_run['correct']} of {one_run['guesses']} guesses right)")
+        violation = False
+    else:
+        violation = eps > privacy.epsilon
+        text = (f"theoretical epsilon {privacy.epsilon:.2f}; one-run canary audit shows at least {eps:.2f} "
+                f"(95% confidence, {one_run['correct']} of {one_run['guesses']} guesses right)")
+        if violation:
+            text += " -- THE EMPIRICAL BOUND EXCEEDS THE THEORETICAL EPSILON: DP-SGD or its accounting is broken"
+    return {"text": text, "empirical_epsilon": eps, "theoretical_epsilon": privacy.epsilon if privacy else None,
+            "violation": violation}
