@@ -28,5 +28,13 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# The example reports linked from the README: the same audit of a non-DP and a DP-SGD model on the
+# built-in demo data set. Exit code 1 (a threshold crossed) is the expected outcome for the non-DP one.
+reports: install
+	for name in demo-nondp demo-dp; do \
+	  $(BIN)/privaudit audit --config reports/$$name.toml --report reports/$$name --format junit \
+	    --output reports/$$name/junit.xml || test $$? -eq 1 || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -19,9 +19,10 @@ from privaudit.accounting import default_delta
 from privaudit.attacks.base import scaled_confidence
 from privaudit.attacks.modiva import modiva_extract, slot_layout
 from privaudit.data import TextDataset
+from privaudit.headline import epsilon_headline
 from privaudit.recipe import TrainingRecipe
 from privaudit.training import fit
-from privaudit.versions import package_versions
+from privaudit.versions import package_versions, run_section
 
 from .exposure import exposure
 from .generate import plan_canaries
@@ -63,15 +64,26 @@ def run_canary(settings: CanarySettings, data: TextDataset, recipe: TrainingReci
     exposure_canaries = [c for c in plan.canaries if c.role == "exposure"]
     task = progress.add_task("exposure and extraction", total=len(exposure_canaries)) if progress else None
     rows = []
+    spent = {"exposure": 0.0, "alphabet": 0.0, "vocab": 0.0}
     for i, c in enumerate(exposure_canaries):
+        clock = time.perf_counter()
         e = exposure(classifier, template, c.secret, c.label, seed=settings.seed + i)
-        extractions = {s: modiva_extract(classifier, template, c.secret, c.label, s, settings.modiva_steps,
-                                         settings.modiva_restarts, seed=settings.seed + i).to_dict()
-                       for s in ("alphabet", "vocab")}
+        spent["exposure"] += time.perf_counter() - clock
+        extractions = {}
+        for setting in ("alphabet", "vocab"):
+            clock = time.perf_counter()
+            extractions[setting] = modiva_extract(classifier, template, c.secret, c.label, setting,
+                                                  settings.modiva_steps, settings.modiva_restarts,
+                                                  seed=settings.seed + i).to_dict()
+            spent[setting] += time.perf_counter() - clock
         rows.append({**c.to_dict(settings.show_secrets), "exposure": e.to_dict(), "modiva": extractions})
         if task is not None:
             progress.advance(task)
     timings["exposure_and_extraction_s"] = time.perf_counter() - start
+    per_canary = max(1, len(exposure_canaries))
+    timings["exposure_s_per_canary"] = spent["exposure"] / per_canary
+    timings["modiva_alphabet_s_per_canary"] = spent["alphabet"] / per_canary
+    timings["modiva_vocab_s_per_canary"] = spent["vocab"] / per_canary
 
     start = time.perf_counter()
     audit_canaries = [c for c in plan.canaries if c.role == "audit"]
@@ -97,8 +109,87 @@ def run_canary(settings: CanarySettings, data: TextDataset, recipe: TrainingReci
         "decoys": len(plan.decoys),
         "one_run": one_run,
         "headline": headline(one_run, privacy),
-        "timings": timings,
+        "run": run_section(timings),
     }
+
+
+def check_canary(result: dict, max_exposure: float | None, max_extraction_rate: float | None,
+                 max_empirical_epsilon: float | None):
+    """Gate checks: the largest exposure of any canary, the best extraction rate of any method at any
+    repeat count, and the one-run epsilon bound."""
+    from privaudit.gate import Check
+
+    checks = []
+    if max_exposure is not None:
+        value = max(row["exposure"]["exposure"] for row in result["canaries"])
+        checks.append(Check("canary exposure (max, bits)", value, max_exposure, value <= max_exposure))
+    if max_extraction_rate is not None:
+        value = max(max(g["enumeration_top1_rate"], *(g[f"modiva_{s}"][k] for s in ("alphabet", "vocab")
+                                                      for k in ("extraction_rate", "swap_extraction_rate")))
+                    for g in result["by_repeat"])
+        checks.append(Check("canary extraction rate (best method, any repeat count)", value, max_extraction_rate,
+                            value <= max_extraction_rate))
+    if max_empirical_epsilon is not None and result["one_run"] is not None:
+        value = result["one_run"]["epsilon"]
+        checks.append(Check("one-run empirical epsilon (95% lower bound)", value, max_empirical_epsilon,
+                            value <= max_empirical_epsilon))
+    return checks
+
+
+def _membership_scores(classifier, template, canaries, seed: int, reference: int = 500) -> np.ndarray:
+    """Each canary's confidence in its label, standardised against random secrets under that label."""
+    rng = np.random.default_rng(seed)
+    label_stats = {}
+    for label in sorted({c.label for c in canaries}):
+        secrets = [tuple(a[j] for a, j in zip(template.alphabets, rng.integers(0, [len(a) for a in template.alphabets])))
+                   for _ in range(reference)]
+        phi = _phi(classifier, [template.render(s) for s in secrets], label)
+        label_stats[label] = (phi.mean(), phi.std() + 1e-9)
+    scores = []
+    for c in canaries:
+        mean, std = label_stats[c.label]
+        scores.append((_phi(classifier, [c.text], c.label)[0] - mean) / std)
+    return np.array(scores)
+
+
+def _phi(classifier, texts, label) -> np.ndarray:
+    logits = classifier.logits(texts).numpy()
+    return scaled_confidence(logits, np.full(len(texts), classifier.labels.index(label)))
+
+
+def summarise(rows: list[dict], repeats: list[int], space: int) -> list[dict]:
+    out = []
+    for r in sorted(set(repeats)):
+        group = [row for row in rows if row["repeat"] == r]
+        if not group:
+            continue
+        exposures = [row["exposure"]["exposure"] for row in group]
+        summary = {
+            "repeat": r, "canaries": len(group),
+            "exposure_mean": float(np.mean(exposures)), "exposure_max": float(np.max(exposures)),
+            "enumeration_top1_rate": float(np.mean([row["exposure"]["rank"] == 1 for row in group])),
+            "chance": 1.0 / space,
+        }
+        for setting in ("alphabet", "vocab"):
+            ex = [row["modiva"][setting] for row in group]
+            ranks = [e["relaxed_rank"] for e in ex if e["relaxed_rank"] is not None]
+            summary[f"modiva_{setting}"] = {
+                "extraction_rate": float(np.mean([e["success"] for e in ex])),
+                "position_accuracy": float(np.mean([e["position_accuracy"] for e in ex])),
+                "median_relaxed_rank": float(np.median(ranks)) if ranks else None,
+                "swap_extraction_rate": float(np.mean([e["swap_success"] for e in ex])),
+                "swap_position_accuracy": float(np.mean([e["swap_position_accuracy"] for e in ex])),
+            }
+        out.append(summary)
+    return out
+
+
+def headline(one_run: dict | None, privacy) -> dict:
+    if one_run is None:
+        return {"text": "no audit canaries: no one-run epsilon bound", "empirical_epsilon": None,
+                "theoretical_epsilon": privacy.epsilon if privacy else None, "violation": False}
+    return epsilon_headline("one-run canary audit", one_run["epsilon"], privacy, one_run["confidence"],
+                            f", {one_run['correct']} of {one_run['guesses']} guesses right")
 
 
 def check_canary(result: dict, max_exposure: float | None, max_extraction_rate: float | None,

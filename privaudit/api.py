@@ -128,6 +128,68 @@ def canary(settings, data: str | Path | None = None, recipe: TrainingRecipe | No
     return result
 
 
+def audit(config, overrides: dict | None = None, progress: Progress | None = None) -> dict:
+    """`privaudit audit`: run the audits a config names (privaudit.config.AuditConfig) and gate them.
+
+    `overrides` holds CLI values that replace the file's: model, data, thresholds.* and mia.*."""
+    import hashlib
+    import json
+
+    from .gate import Thresholds
+    from .mia import MiaSettings
+    from .recipe import DPSettings
+    from .shadows import default_cache_dir
+    from privaudit.canaries.audit import CanarySettings
+
+    overrides = overrides or {}
+    model = overrides.get("model") or config.model
+    data = overrides.get("data") or config.data
+    thresholds = {**config.thresholds, **overrides.get("thresholds", {})}
+    cache_dir = config.cache_dir or str(default_cache_dir())
+    device = overrides.get("device") or config.device
+    if model is None and config.train is not None:
+        train_table = dict(config.train)
+        dp = train_table.pop("dp", None)
+        recipe = TrainingRecipe(**train_table, seed=config.seed, dp=DPSettings(**dp) if dp else None)
+        source = resolve_source(data)
+        key = hashlib.sha256(json.dumps([recipe.to_dict(), source.to_dict()], sort_keys=True).encode()).hexdigest()
+        model = Path(cache_dir) / f"audit-model-{key[:24]}.pt"
+        if not model.is_file():
+            train(source, recipe, out=model, device=device, progress=progress)
+        data = None  # the bundle records its data
+    elif model is None:
+        model = demo_model(cache_dir, progress)
+    sections = {}
+    if config.mia is not None:
+        mia_table = {**config.mia, **overrides.get("mia", {})}
+        settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
+        limits = Thresholds(thresholds.get("max_auc"), [tuple(p) for p in thresholds.get("max_tpr_at_fpr", [])],
+                            thresholds.get("max_empirical_epsilon"))
+        sections["mia"] = mia(model, settings, limits, data=data, progress=progress)
+    if config.canary is not None:
+        table = dict(config.canary)
+        if "repeat" in table:
+            table["repeats"] = table.pop("repeat")
+        if "insert" not in table:
+            table["insert"] = 20
+        settings = CanarySettings(seed=config.seed, **table)
+        limits = {k: thresholds.get(k) for k in ("max_exposure", "max_extraction_rate", "max_empirical_epsilon")}
+        sections["canary"] = canary(settings, data, None, model, limits, device, progress)
+    checks = [dict(c, metric=f"{name}: {c['metric']}") for name, s in sections.items() for c in s["gate"]["checks"]]
+    return {
+        "schema_version": 1,
+        "kind": "audit",
+        "config": config.path,
+        "model": str(model),
+        "versions": package_versions(),
+        "sections": sections,
+        "gate": {"checks": checks, "passed": all(c["passed"] for c in checks)},
+        "headline": {"text": " | ".join(s["headline"]["text"] for s in sections.values()),
+                     "lines": [s["headline"]["text"] for s in sections.values()],
+                     "violation": any(s["headline"]["violation"] for s in sections.values())},
+    }
+
+
 def write_results(result: dict, report: str | Path | None = None, output: str | Path | None = None) -> None:
     """results.json (and, in a report folder, report.md and report.html), each written atomically."""
     from .fileio import write_text_atomic

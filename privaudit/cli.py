@@ -164,20 +164,25 @@ def mia(
     _exit_on_crossings(result)
 
 
-def _print_mia(result: dict) -> None:
-    from .reports import summary_header, summary_rows
-
-    table = Table(title="membership inference (higher score = more likely member)", title_justify="left")
-    for i, column in enumerate(summary_header(result)):
+def _print_results(title: str, header: list[str], rows: list[list[str]], result: dict) -> None:
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(header):
         table.add_column(column, justify="left" if i == 0 else "right")
-    for row in summary_rows(result):
+    for row in rows:
         table.add_row(*row)
     out_console.print(table)
     style = "bold red" if result["headline"]["violation"] else "bold"
     out_console.print(result["headline"]["text"], style=style, highlight=False)
-    t = result["timings"]
+
+
+def _print_mia(result: dict) -> None:
+    from .reports import summary_header, summary_rows
+
+    _print_results("membership inference (higher score = more likely member)", summary_header(result),
+                   summary_rows(result), result)
+    t = result["run"]["timings"]
     err_console.print(f"time: shadow training {t['shadow_training_s']:.1f} s "
-                      f"({result['audit_set']['shadows_from_cache']} of {result['audit_set']['shadows']} from cache), "
+                      f"({result['run']['shadows_from_cache']} of {result['audit_set']['shadows']} from cache), "
                       f"scoring {t['scoring_s']:.1f} s, metrics {t['metrics_s']:.1f} s", highlight=False)
 
 
@@ -254,19 +259,60 @@ def canary(
 def _print_canary(result: dict) -> None:
     from .reports import canary_header, canary_rows
 
-    table = Table(title=f"canaries: {result['template']['text']!r}, {result['template']['space_size']:,} secrets",
-                  title_justify="left")
-    for i, column in enumerate(canary_header()):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in canary_rows(result):
-        table.add_row(*row)
-    out_console.print(table)
-    style = "bold red" if result["headline"]["violation"] else "bold"
-    out_console.print(result["headline"]["text"], style=style, highlight=False)
-    t = result["timings"]
+    _print_results(f"canaries: {result['template']['text']!r}, {result['template']['space_size']:,} secrets",
+                   canary_header(), canary_rows(result), result)
+    t = result["run"]["timings"]
     err_console.print(f"time: training {t['training_s']:.1f} s, exposure and extraction "
-                      f"{t['exposure_and_extraction_s']:.1f} s, one-run audit {t['one_run_audit_s']:.1f} s",
-                      highlight=False)
+                      f"{t['exposure_and_extraction_s']:.1f} s (per canary: exposure {t['exposure_s_per_canary']:.2f} s,"
+                      f" ModIvA + swaps {t['modiva_alphabet_s_per_canary']:.2f} s over the alphabet, "
+                      f"{t['modiva_vocab_s_per_canary']:.2f} s over the vocabulary), one-run audit "
+                      f"{t['one_run_audit_s']:.1f} s", highlight=False)
+
+
+@app.command()
+def audit(
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="privaudit.toml or pyproject.toml (default: found in this folder)."),
+    format: str = typer.Option("json", "--format", "-f", help="Format of --output: json, markdown, html, junit."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results in --format here."),
+    report: Optional[Path] = typer.Option(None, help="Folder for results.json, report.md and report.html."),
+    model: Optional[Path] = typer.Option(None, help="Overrides the file's model."),
+    data: Optional[Path] = typer.Option(None, help="Overrides the file's data."),
+    shadows: Optional[int] = typer.Option(None, help="Overrides mia.shadows."),
+    max_auc: Optional[float] = typer.Option(None),
+    max_empirical_epsilon: Optional[float] = typer.Option(None),
+    max_exposure: Optional[float] = typer.Option(None),
+    max_extraction_rate: Optional[float] = typer.Option(None),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Run the audits named in [tool.privaudit] and gate CI on their thresholds.
+
+    Exit codes: 0 every threshold holds, 1 a threshold crossed (one line each), 2 bad input or usage,
+    3 internal error.
+    """
+    from . import api
+    from .config import load_config
+    from .reports import FORMATS, render
+
+    cfg = load_config(config)
+    thresholds = {k: v for k, v in {"max_auc": max_auc, "max_empirical_epsilon": max_empirical_epsilon,
+                                     "max_exposure": max_exposure, "max_extraction_rate": max_extraction_rate}.items()
+                  if v is not None}
+    overrides = {"model": str(model) if model else None, "data": str(data) if data else None,
+                 "thresholds": thresholds, "mia": {"shadows": shadows} if shadows is not None else {},
+                 "device": _device(device) if device else _device(cfg.device)}
+    if format not in FORMATS:  # checked before minutes of work, not after
+        raise PrivauditError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
+    with make_progress() as progress:
+        result = api.audit(cfg, overrides, progress)
+    for line in result["headline"]["lines"]:
+        out_console.print(line, highlight=False, style="bold red" if result["headline"]["violation"] else "bold")
+    if output is not None:
+        from .fileio import write_text_atomic
+
+        write_text_atomic(output, render(result, format))
+    api.write_results(result, report=report)
+    _exit_on_crossings(result)
 
 
 @app.command()

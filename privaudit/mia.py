@@ -28,9 +28,10 @@ from .accounting import default_delta
 from .bundle import ModelBundle, load_bundle
 from .data import TextDataset, load_dataset
 from .errors import PrivauditError
+from .headline import epsilon_headline
 from .shadows import default_cache_dir, default_workers, train_shadows
 from .source import file_source, load_source
-from .versions import package_versions
+from .versions import package_versions, run_section
 
 SCHEMA_VERSION = 1
 
@@ -167,11 +168,10 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
             "data": audit.source,
             "metrics": bundle.metrics,
         },
-        "settings": asdict(settings),
+        "settings": {k: v for k, v in asdict(settings).items() if k != "cache_dir"},
         "versions": package_versions(),
         "audit_set": {"members": audit.n_members, "nonmembers": audit.n_nonmembers,
-                      "population": len(audit.population), "shadows": settings.shadows if needs_shadows else 0,
-                      "shadows_from_cache": cached},
+                      "population": len(audit.population), "shadows": settings.shadows if needs_shadows else 0},
         "theoretical": privacy.to_dict() if privacy else None,
         "delta": delta,
         "primary_attack": settings.attack,
@@ -181,7 +181,7 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
                                       audit.population.texts if settings.show_text else None, settings.n_vulnerable),
         "per_example": {"fingerprints": fingerprints, "is_member": is_member.astype(int).tolist(),
                         "scores": {name: np.round(s, 6).tolist() for name, s in scores.items()}},
-        "timings": timings,
+        "run": {**run_section(timings), "shadows_from_cache": cached},
     }
     return result
 
@@ -213,23 +213,9 @@ def strongest_bound(scores: dict[str, np.ndarray], is_member: np.ndarray, delta:
 
 
 def headline(bound: dict, privacy) -> dict:
-    """The one line a reader needs: theoretical epsilon next to the strongest empirical lower bound."""
-    empirical, attack = bound["epsilon"], bound["attack"]
-    confidence = f"{bound['confidence']:.0%}"
-    if privacy is None:
-        text = (f"no theoretical epsilon (trained without DP-SGD); strongest attack ({attack}) shows at least "
-                f"{empirical:.2f} ({confidence} confidence)")
-        violation = False
-    else:
-        violation = empirical > privacy.epsilon
-        text = (f"theoretical epsilon {privacy.epsilon:.2f}; strongest attack ({attack}) shows at least "
-                f"{empirical:.2f} ({confidence} confidence)")
-        if violation:
-            text += (" -- THE EMPIRICAL BOUND EXCEEDS THE THEORETICAL EPSILON: the DP-SGD implementation or its "
-                     "accounting is broken, or the model was not trained as recorded")
-    return {"text": text, "empirical_epsilon": empirical, "attack": attack, "method": bound["method"],
-            "theoretical_epsilon": privacy.epsilon if privacy else None, "confidence": bound["confidence"],
-            "violation": violation}
+    """The strongest attack's bound next to the theoretical epsilon."""
+    return {**epsilon_headline(f"strongest attack ({bound['attack']})", bound["epsilon"], privacy, bound["confidence"]),
+            "attack": bound["attack"], "method": bound["method"]}
 
 
 def most_vulnerable(scores, is_member, fingerprints, texts, k: int) -> list[dict]:

@@ -54,11 +54,36 @@ def summary_header(doc: dict) -> list[str]:
 
 
 def render_markdown(doc: dict) -> str:
-    return _by_kind(doc, mia=_mia_markdown, canary=_canary_markdown)
+    return _by_kind(doc, mia=_mia_markdown, canary=_canary_markdown, audit=_audit_markdown)
 
 
 def render_html(doc: dict) -> str:
-    return _by_kind(doc, mia=_mia_html, canary=_canary_html)
+    titles = {"mia": "privaudit membership-inference audit", "canary": "privaudit canary audit",
+              "audit": "privaudit audit"}
+    return _page(titles.get(doc.get("kind"), "privaudit"),
+                 _by_kind(doc, mia=_mia_html, canary=_canary_html, audit=_audit_html))
+
+
+def _audit_markdown(doc: dict) -> str:
+    lines = ["# privaudit audit", ""]
+    lines += [f"- **{line}**" for line in doc["headline"]["lines"]]
+    lines += _gate_markdown(doc)
+    for name, section in doc["sections"].items():
+        body = _by_kind(section, mia=_mia_markdown, canary=_canary_markdown).split("\n")
+        lines += ["", "#" + body[0]] + [("#" + line if line.startswith("## ") else line) for line in body[1:]]
+    return "\n".join(lines + [""])
+
+
+def _audit_html(doc: dict) -> str:
+    e = html.escape
+    lines = "".join(f"<li>{e(line)}</li>" for line in doc["headline"]["lines"])
+    parts = [f'<h1>privaudit audit</h1><ul class="headline{" violation" if doc["headline"]["violation"] else ""}" '
+             f'id="headline">{lines}</ul>', _gate_html(doc)]
+    for section in doc["sections"].values():
+        parts.append("<section>" + _by_kind(section, mia=_mia_html, canary=_canary_html)
+                     .replace("<h1>", "<h2>").replace("</h1>", "</h2>").replace(' id="', ' id="' + section["kind"] + "-")
+                     + "</section>")
+    return "\n".join(parts)
 
 
 def _by_kind(doc: dict, **renderers) -> str:
@@ -197,6 +222,11 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+            f"<style>{_STYLE}</style></head><body>\n{body}</body></html>\n")
+
+
 def _mia_html(doc: dict) -> str:
     e = html.escape
     s = doc["audit_set"]
@@ -205,10 +235,7 @@ def _mia_html(doc: dict) -> str:
     gate_html = _gate_html(doc)
     vulnerable = "".join(f"<tr><td><code>{e(v['fingerprint'])}</code></td><td>{v['score']:.4g}</td>"
                          + (f"<td>{e(v['text'])}</td>" if "text" in v else "") + "</tr>" for v in doc["vulnerable"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>privaudit membership-inference audit</title>
-<style>{_STYLE}</style></head><body>
-<h1>privaudit membership-inference audit</h1>
+    return f"""<h1>privaudit membership-inference audit</h1>
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
 <p>Model <code>{e(doc['model']['arch'])}</code> trained on {e(doc['model']['data'])}. Audit set: {s['members']:,}
 members, {s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.</p>
@@ -221,7 +248,6 @@ members, {s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher s
 <table id="vulnerable"><tr><th>fingerprint</th><th>score</th>{'<th>text</th>' if any('text' in v for v in doc['vulnerable']) else ''}</tr>{vulnerable}</table>
 <p>Intervals: Clopper-Pearson for rates, bootstrap for AUC. Empirical epsilon: a 95%-confidence lower bound.
 privaudit {e(doc['versions'].get('privaudit', ''))}.</p>
-</body></html>
 """
 
 
@@ -299,10 +325,7 @@ def _canary_html(doc: dict) -> str:
     e = html.escape
     header = "".join(f"<th>{e(h)}</th>" for h in canary_header())
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in canary_rows(doc))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>privaudit canary audit</title>
-<style>{_STYLE}</style></head><body>
-<h1>privaudit canary audit</h1>
+    return f"""<h1>privaudit canary audit</h1>
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
 <p>{e(_canary_intro(doc))}</p>
 <table id="summary"><tr>{header}</tr>{body}</table>
@@ -310,7 +333,6 @@ def _canary_html(doc: dict) -> str:
 <figure><figcaption>Exposure (as a fraction of the secret's bits) and extraction rate by repeat count</figcaption>
 {canary_svg(doc)}</figure>
 <p>privaudit {e(doc['versions'].get('privaudit', ''))}.</p>
-</body></html>
 """
 
 

@@ -1,8 +1,9 @@
-"""Package versions recorded with every result, so a run can be reproduced."""
+"""Package versions and run details recorded with every result, so a run can be reproduced."""
 
 from __future__ import annotations
 
 import platform
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
 _PACKAGES = ("privaudit", "torch", "transformers", "tokenizers", "dp-accounting", "numpy", "scipy")
@@ -16,3 +17,10 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def run_section(timings: dict) -> dict:
+    """What differs between two runs of the same settings: when it ran and how long each part took.
+
+    Everything else in a result is a function of the settings, the data and the seeds."""
+    return {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings": timings}

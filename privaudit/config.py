@@ -1,0 +1,134 @@
+"""The `[tool.privaudit]` configuration that `privaudit audit` reads (pyproject.toml or privaudit.toml).
+
+    [tool.privaudit]                 # in privaudit.toml the section may also be top-level
+    model = "snips-cnn.pt"           # the model to audit (mia); or leave it out and give [tool.privaudit.train]
+    data = "train.csv"               # optional: the training data, if it moved (and the canary data)
+    seed = 0
+
+    [tool.privaudit.train]           # how to train the model when `model` is not given
+    arch = "cnn"
+    epochs = 20
+    dp = { target_epsilon = 4.0 }
+
+    [tool.privaudit.mia]
+    attack = "lira"
+    shadows = 16
+
+    [tool.privaudit.canary]
+    template = "my pin code is {digit} {digit} {digit} {digit}"
+    insert = 20
+    repeat = [1, 4, 16]
+
+    [tool.privaudit.thresholds]
+    max_auc = 0.6
+    max_tpr_at_fpr = [[0.01, 0.05]]
+    max_empirical_epsilon = 4.0
+    max_exposure = 10.0
+    max_extraction_rate = 0.0
+
+Every key is checked: an unknown key or a value of the wrong type is an error naming the key and file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import PrivauditError
+
+_SCHEMA = {
+    "": {"model": str, "data": str, "demo": bool, "seed": int, "device": str, "cache_dir": str,
+         "train": dict, "mia": dict, "canary": dict, "thresholds": dict},
+    "train": {"arch": str, "epochs": int, "batch_size": int, "lr": float, "optimizer": str, "weight_decay": float,
+              "dropout": float, "max_len": int, "vocab_size": int, "heldout_fraction": float, "dp": dict},
+    "train.dp": {"noise_multiplier": float, "target_epsilon": float, "max_grad_norm": float, "delta": float,
+                 "accountant": str},
+    "mia": {"attack": str, "shadows": int, "epsilon_method": str, "workers": int},
+    "canary": {"template": str, "insert": int, "repeat": list, "label": str, "decoys": int, "audit_canaries": int},
+    "thresholds": {"max_auc": float, "max_tpr_at_fpr": list, "max_empirical_epsilon": float,
+                   "max_exposure": float, "max_extraction_rate": float},
+}
+
+
+@dataclass
+class AuditConfig:
+    path: str
+    model: str | None = None
+    data: str | None = None
+    demo: bool = False
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None
+    train: dict | None = None
+    mia: dict | None = None
+    canary: dict | None = None
+    thresholds: dict = field(default_factory=dict)
+
+
+def find_config(start: Path | None = None) -> Path:
+    """privaudit.toml, or a pyproject.toml with a [tool.privaudit] section, in this folder."""
+    folder = Path(start or Path.cwd())
+    for name in ("privaudit.toml", "pyproject.toml"):
+        candidate = folder / name
+        if candidate.is_file() and _section(candidate, required=False) is not None:
+            return candidate
+    raise PrivauditError(f"no privaudit.toml or pyproject.toml with [tool.privaudit] in {folder}; "
+                         f"give --config")
+
+
+def _section(path: Path, required: bool = True) -> dict | None:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PrivauditError(f"{path}: not valid TOML ({exc})") from None
+    section = doc.get("tool", {}).get("privaudit")
+    if section is None and path.name != "pyproject.toml":
+        section = {k: v for k, v in doc.items() if k != "tool"} or None
+    if section is None and required:
+        raise PrivauditError(f"{path}: no [tool.privaudit] section")
+    return section
+
+
+def load_config(path: str | Path | None = None) -> AuditConfig:
+    path = Path(path) if path is not None else find_config()
+    if not path.is_file():
+        raise PrivauditError(f"config file not found: {path}")
+    section = _section(path)
+    _validate(section, "", path)
+    base = path.parent
+    config = AuditConfig(str(path), **{k: v for k, v in section.items()})
+    # Paths in the file are relative to the file, so the audit runs the same from any folder.
+    if config.model is not None:
+        config.model = str((base / config.model))
+    if config.data is not None:
+        config.data = str((base / config.data))
+    if config.model is None and config.train is None and not config.demo:
+        raise PrivauditError(f"{path}: [tool.privaudit] needs `model`, a [tool.privaudit.train] table, or demo = true")
+    if config.mia is None and config.canary is None:
+        raise PrivauditError(f"{path}: nothing to audit: add [tool.privaudit.mia] and/or [tool.privaudit.canary]")
+    return config
+
+
+def _validate(table: dict, where: str, path: Path) -> None:
+    schema = _SCHEMA[where]
+    for key, value in table.items():
+        name = f"{where}.{key}" if where else key
+        if key not in schema:
+            raise PrivauditError(f"{path}: unknown key `{name}` in [tool.privaudit] "
+                                 f"(allowed here: {', '.join(sorted(schema))})")
+        expected = schema[key]
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int) and not isinstance(value, bool))
+        if expected is int and isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise PrivauditError(f"{path}: `{name}` must be a {expected.__name__}, got {value!r}")
+        if expected is dict:
+            _validate(value, name, path)
+    if where == "thresholds" and "max_tpr_at_fpr" in table:
+        for pair in table["max_tpr_at_fpr"]:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) for x in pair)):
+                raise PrivauditError(f"{path}: `thresholds.max_tpr_at_fpr` must be a list of [fpr, tpr] pairs")
+    if where == "canary" and "repeat" in table:
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in table["repeat"]):
+            raise PrivauditError(f"{path}: `canary.repeat` must be a list of integers")

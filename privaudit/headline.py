@@ -1,0 +1,21 @@
+"""The one line every audit leads with: the theoretical epsilon next to the empirical lower bound."""
+
+from __future__ import annotations
+
+
+def epsilon_headline(evidence: str, empirical: float, privacy, confidence: float = 0.95, detail: str = "") -> dict:
+    """e.g. "theoretical epsilon 4.00; strongest attack (lira) shows at least 0.31 (95% confidence)".
+
+    An empirical bound above the theoretical epsilon is flagged loudly: it means the DP-SGD
+    implementation or its accounting is broken, or the model was not trained as recorded."""
+    shown = f"{evidence} shows at least {empirical:.2f} ({confidence:.0%} confidence{detail})"
+    if privacy is None:
+        return {"text": f"no theoretical epsilon (trained without DP-SGD); {shown}", "empirical_epsilon": empirical,
+                "theoretical_epsilon": None, "confidence": confidence, "violation": False}
+    violation = empirical > privacy.epsilon
+    text = f"theoretical epsilon {privacy.epsilon:.2f}; {shown}"
+    if violation:
+        text += (" -- THE EMPIRICAL BOUND EXCEEDS THE THEORETICAL EPSILON: the DP-SGD implementation or its "
+                 "accounting is broken, or the model was not trained as recorded")
+    return {"text": text, "empirical_epsilon": empirical, "theoretical_epsilon": privacy.epsilon,
+            "confidence": confidence, "violation": violation}
