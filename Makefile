@@ -16,10 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-# The main job on the built-in demo data set: no data file, no network.
+# The main job on the built-in demo data set (no data file, no network): train a model, then audit it
+# with membership inference and with canaries; reports land in out/.
 demo: install
 	$(BIN)/privaudit train --demo --out out/demo.pt
 	$(BIN)/privaudit info out/demo.pt
+	$(BIN)/privaudit mia out/demo.pt --shadows 8 --report out/demo-mia
+	$(BIN)/privaudit canary --demo --insert 12 --repeat 1,4,16 --report out/demo-canary
 
 test: install
 	$(BIN)/python -m pytest -q
