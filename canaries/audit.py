@@ -30,7 +30,6 @@ from .onerun import one_run_audit
 from .templates import DEFAULT_TEMPLATE, parse_template
 
 SCHEMA_VERSION = 1
-RANDOM_EXPOSURE = 1.44  # log2(e): the expected exposure of a secret the model never saw
 
 
 @dataclass

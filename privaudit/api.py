@@ -88,17 +88,39 @@ def demo_model(cache_dir: str | Path | None = None, progress: Progress | None = 
     return path
 
 
+def hf_target(path: str | Path, base_model: str | Path | None, max_len: int = 64) -> ModelBundle:
+    """A fine-tuned Hugging Face directory as an audit target. Its members must be given as files, and
+    shadow models can only be trained "like the target" from the checkpoint it was fine-tuned from."""
+    from .training import load_hf_directory
+
+    classifier = load_hf_directory(str(path), None, max_len)
+    recipe = TrainingRecipe(arch=f"hf:{base_model}" if base_model else f"hf:{path}", max_len=max_len)
+    return ModelBundle(classifier, recipe.resolved(), None, [], [], None, versions=package_versions())
+
+
 def mia(model: str | Path | None, settings=None, thresholds=None, data=None, members=None, nonmembers=None,
-        population=None, demo: bool = False, progress: Progress | None = None) -> dict:
-    """`privaudit mia`: run every membership-inference attack and check the gate's thresholds."""
+        population=None, demo: bool = False, progress: Progress | None = None, base_model=None) -> dict:
+    """`privaudit mia`: run every membership-inference attack and check the gate's thresholds.
+
+    `model` is a bundle, or a fine-tuned Hugging Face directory (with `members`/`nonmembers` files and,
+    for shadow models, `base_model`: the checkpoint it was fine-tuned from)."""
     from .bundle import load_bundle
+    from .errors import PrivauditError
     from .gate import Thresholds, check_mia, gate_section
     from .mia import MiaSettings, audit_set_from_bundle, audit_set_from_files, run_mia
 
     settings = settings or MiaSettings()
     if demo:
         model = demo_model(settings.cache_dir, progress)
-    bundle = load_bundle(model, settings.device)
+    if model is not None and Path(model).is_dir():
+        if members is None:
+            raise PrivauditError(f"{model} is a Hugging Face directory: give --members and --nonmembers")
+        if settings.shadows >= 2 and base_model is None:
+            raise PrivauditError("shadow models must be trained like the target, from the checkpoint it was "
+                                 "fine-tuned from: give --base-model DIR (or --shadows 0 --attack loss)")
+        bundle = hf_target(model, base_model)
+    else:
+        bundle = load_bundle(model, settings.device)
     audit = (audit_set_from_files(members, nonmembers) if members is not None
              else audit_set_from_bundle(bundle, data))
     result = run_mia(bundle, settings, audit, population=population, progress=progress)

@@ -20,7 +20,7 @@ from .demo import demo_dataset
 from .dpsgd import GaussianNoise, PerExampleClipper
 from .recipe import TrainingRecipe
 from .tokenization import encode
-from .training import _make_optimizer, build_classifier, dp_step, nondp_step
+from .training import make_optimizer, build_classifier, dp_step, nondp_step
 
 ROUNDS = 5
 
@@ -44,8 +44,8 @@ def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str 
 
         plain = classifier.model.to(device).train()
         private = copy.deepcopy(plain)
-        plain_opt = _make_optimizer(recipe, plain.parameters())
-        private_opt = _make_optimizer(recipe, private.parameters())
+        plain_opt = make_optimizer(recipe, plain.parameters())
+        private_opt = make_optimizer(recipe, private.parameters())
         clipper = PerExampleClipper(private, max_grad_norm=1.0)
         noise = GaussianNoise(clipper.parameters, 1.0, seed=0, device=device)
 

@@ -123,8 +123,11 @@ def epsilon(
 
 @app.command()
 def mia(
-    model: Optional[Path] = typer.Argument(None, help="A model bundle written by `privaudit train`."),
+    model: Optional[Path] = typer.Argument(None, help="A model bundle written by `privaudit train`, or a "
+                                                      "fine-tuned Hugging Face directory (with --members)."),
     demo: bool = typer.Option(False, "--demo", help="Audit a model trained on the built-in demo data set."),
+    base_model: Optional[Path] = typer.Option(None, help="For a Hugging Face directory: the checkpoint it was "
+                                                         "fine-tuned from, to train shadow models from."),
     attack: str = typer.Option("lira", help="Primary attack (the gate uses it): loss, shadow, lira, lira-fixed, "
                                             "lira-offline, lira-offline-fixed, rmia. All are computed and shown."),
     shadows: int = typer.Option(16, help="Shadow/reference models (trained with the model's own recipe)."),
@@ -158,7 +161,7 @@ def mia(
     thresholds = Thresholds(max_auc, [parse_tpr_at_fpr(t) for t in max_tpr_at_fpr], max_empirical_epsilon)
     with make_progress() as progress:
         result = api.mia(model, settings, thresholds, data=data, members=members, nonmembers=nonmembers,
-                         population=population, demo=demo, progress=progress)
+                         population=population, demo=demo, progress=progress, base_model=base_model)
     _print_mia(result)
     api.write_results(result, report=report, output=output)
     _exit_on_crossings(result)
@@ -285,7 +288,7 @@ def audit(
     max_extraction_rate: Optional[float] = typer.Option(None),
     device: Optional[str] = typer.Option(None),
 ) -> None:
-    """Run the audits named in [tool.privaudit] and gate CI on their thresholds.
+    """Run the audits named in the config's \\[tool.privaudit] section and gate CI on their thresholds.
 
     Exit codes: 0 every threshold holds, 1 a threshold crossed (one line each), 2 bad input or usage,
     3 internal error.

@@ -106,11 +106,6 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return lo, hi
 
 
-def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
-    """Exact one-sided upper confidence bound for a binomial proportion k/n."""
-    return 1.0 if k == n else float(beta.ppf(confidence, k + 1, n - k))
-
-
 @dataclass
 class TprAtFpr:
     fpr: float

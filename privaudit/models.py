@@ -19,9 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHITECTURES = ("cnn", "bert-tiny", "hf:PATH")
-
-
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model's structure (the weights live beside it in the bundle)."""

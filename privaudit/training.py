@@ -42,7 +42,7 @@ def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]
     """A freshly initialised classifier whose tokenizer is trained on `texts` (hf:PATH: its own)."""
     family = recipe.arch_family
     if family == "hf":
-        return _load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
+        return load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
     tokenizer = train_tokenizer("word" if family == "cnn" else "wordpiece", texts, recipe.vocab_size)
     pad_id = tokenizer.token_to_id(PAD)
     vocab = tokenizer.get_vocab_size()
@@ -53,18 +53,26 @@ def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]
     return TextClassifier(build_model(config), tokenizer, config, list(labels))
 
 
-def _load_hf_directory(path: str, labels: list[str], max_len: int) -> TextClassifier:
+def load_hf_directory(path: str, labels: list[str] | None, max_len: int = 64) -> TextClassifier:
+    """A local Hugging Face sequence-classification directory as a classifier.
+
+    With `labels`, the head is sized for them (a fresh head where the sizes differ: fine-tuning);
+    without, the model keeps its own head and its config's id2label names (auditing it as it is)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from .models import HFClassifier
 
+    hf_logging.set_verbosity_error()  # privaudit shows its own progress; no per-shard loading bars
+    hf_logging.disable_progress_bar()
     if not (Path(path) / "config.json").is_file():
         raise PrivauditError(f"hf:{path}: not a Hugging Face model directory (no config.json)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        hf_model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), ignore_mismatched_sizes=True, local_files_only=True
-        )
+        head = {"num_labels": len(labels), "ignore_mismatched_sizes": True} if labels is not None else {}
+        hf_model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, **head)
+        if labels is None:
+            labels = [hf_model.config.id2label[i] for i in range(hf_model.config.num_labels)]
     except (OSError, ValueError) as exc:
         raise PrivauditError(f"hf:{path}: cannot load the model ({exc})") from None
     if not getattr(tokenizer, "is_fast", False) or tokenizer.pad_token_id is None:
@@ -75,7 +83,7 @@ def _load_hf_directory(path: str, labels: list[str], max_len: int) -> TextClassi
     return TextClassifier(HFClassifier(hf_model), tokenizer.backend_tokenizer, config, list(labels))
 
 
-def _make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
+def make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
     # The fused kernels update all parameters in one vectorised pass: on the CPU, Adam over a
     # 1.5M-parameter embedding table is several times faster than the per-tensor loop.
     if recipe.optimizer == "adam":
@@ -124,7 +132,7 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
     if recipe.dp is not None:
         recipe, privacy = _with_calibrated_noise(recipe, n, total_steps)
     task = progress.add_task(description, total=total_steps) if progress is not None else None
-    optimizer = _make_optimizer(recipe, model.parameters())
+    optimizer = make_optimizer(recipe, model.parameters())
     model.train()
 
     def batch(indices):

@@ -136,3 +136,53 @@ def test_loss_attack_alone_needs_no_shadows(leaky_model, tmp_path):
     result = mia(leaky_model, MiaSettings(attack="loss", shadows=0, cache_dir=str(tmp_path), bootstrap=100))
     assert list(result["attacks"]) == ["loss"]
     assert not (tmp_path / "shadows").exists()
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    """A "fine-tuned" tiny Hugging Face classifier and the checkpoint it came from, plus member files."""
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from privaudit.demo import demo_dataset
+    from privaudit.tokenization import train_tokenizer
+
+    root = tmp_path_factory.mktemp("hf")
+    data = demo_dataset(160, seed=9)
+    backend = train_tokenizer("wordpiece", data.texts, 400)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
+                                        cls_token="[CLS]", sep_token="[SEP]")
+    names = data.label_names
+    config = BertConfig(vocab_size=backend.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=len(names),
+                        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    for name, seed in (("base", 0), ("tuned", 1)):
+        import torch
+
+        torch.manual_seed(seed)
+        BertForSequenceClassification(config).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    import csv
+
+    for name, part in (("members", data.subset(range(80))), ("nonmembers", data.subset(range(80, 160)))):
+        with open(root / f"{name}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(zip(part.texts, part.labels))
+    return root
+
+
+def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
+    files = ["--members", hf_dirs / "members.csv", "--nonmembers", hf_dirs / "nonmembers.csv"]
+    code, out, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "0", "--attack", "loss",
+                             "--output", tmp_path / "r.json")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["audit_set"]["members"] == 80 and list(doc["attacks"]) == ["loss"]
+    code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2")
+    assert code == 2 and "--base-model" in err
+    code, _, err = run_cli("mia", hf_dirs / "tuned", "--shadows", "0", "--attack", "loss")
+    assert code == 2 and "give --members and --nonmembers" in err
+    code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2", "--base-model", hf_dirs / "base",
+                           "--cache-dir", tmp_path / "cache", "--output", tmp_path / "r2.json")
+    assert code == 0, err
+    assert "rmia" in json.loads((tmp_path / "r2.json").read_text())["attacks"]

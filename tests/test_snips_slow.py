@@ -46,3 +46,28 @@ def test_dp_model_at_epsilon_1_leaks_less_than_promised(snips_train, tmp_path, c
     assert head["theoretical_epsilon"] <= 1.0
     assert head["empirical_epsilon"] < head["theoretical_epsilon"]
     assert all(abs(a["auc"] - 0.5) < 0.03 for a in result["attacks"].values())
+
+
+def test_canaries_are_exposed_and_extracted_more_with_more_repeats(snips_train):
+    from privaudit.canaries.audit import CanarySettings, run_canary
+    from privaudit.data import load_dataset
+
+    data = load_dataset(snips_train)
+    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data, TrainingRecipe(arch="cnn"), "snips")
+    groups = result["by_repeat"]
+    assert groups[0]["exposure_mean"] < groups[-1]["exposure_mean"]
+    best_at_16 = max(groups[-1]["modiva_alphabet"]["extraction_rate"], groups[-1]["modiva_alphabet"]["swap_extraction_rate"])
+    assert best_at_16 >= 0.3 > 1000 * groups[-1]["chance"]
+
+
+def test_dp_canaries_at_epsilon_1_are_not_extracted(snips_train):
+    from privaudit.canaries.audit import CanarySettings, run_canary
+    from privaudit.data import load_dataset
+
+    data = load_dataset(snips_train)
+    recipe = TrainingRecipe(arch="cnn", dp=DPSettings(target_epsilon=1.0))
+    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data, recipe, "snips")
+    for group in result["by_repeat"]:
+        assert group["modiva_alphabet"]["extraction_rate"] == 0 and group["modiva_alphabet"]["swap_extraction_rate"] == 0
+    assert result["by_repeat"][0]["exposure_mean"] < 3  # a secret seen once: near the random 1.44 bits
+    assert result["one_run"]["epsilon"] < result["theoretical"]["epsilon"] <= 1.0
