@@ -4,8 +4,8 @@
     "call me at {digit}x10"                             10 digit slots, written space-separated
     "my password is {word}"                             one slot over the built-in word list
 
-Digits and letters are written space-separated, so each is one token for word-level and WordPiece
-vocabularies alike. The size of the secret space is known exactly.
+Digits and letters are written space-separated (adjacent slots such as "{digit}{digit}" too), so each
+is one token for word-level and WordPiece vocabularies alike. The size of the secret space is known exactly.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def parse_template(text: str) -> Template:
             raise PrivauditError(f"template {text!r}: unknown slot {{{name}}} (use {', '.join(ALPHABETS)})")
         if match.start() > position:
             parts.append(("public", text[position : match.start()]))
+        elif parts and parts[-1][0] == "slot":  # "{digit}{digit}": adjacent slots are written apart
+            parts.append(("public", " "))
         count = int(repeat) if repeat else 1
         if count < 1:
             raise PrivauditError(f"template {text!r}: slot repeat must be at least 1")

@@ -25,6 +25,7 @@ def test_templates_parse_and_count_their_secrets():
     assert phone.space_size == 10**10
     assert phone.render(tuple("0123456789")) == "call me at 0 1 2 3 4 5 6 7 8 9 please"
     assert parse_template("my password is {word}").public_words == "my password is"
+    assert parse_template("pin {digit}{digit}").render(("4", "2")) == "pin 4 2"
     with pytest.raises(PrivauditError, match="no secret slot"):
         parse_template("no secret here")
     with pytest.raises(PrivauditError, match="unknown slot"):
