@@ -21,7 +21,6 @@ class AttackInputs:
     shadow_logits: np.ndarray   # (K, N, C) logits of K shadow/reference models (K may be 0)
     shadow_in: np.ndarray       # (K, N) bool: example n was in shadow k's training set
     reference_points: np.ndarray  # indices of population points z (non-members) for pairwise attacks
-    seed: int = 0
 
     @property
     def num_shadows(self) -> int:

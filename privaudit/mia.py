@@ -102,12 +102,11 @@ def audit_set_from_bundle(bundle: ModelBundle, data: str | Path | None = None) -
     return AuditSet(dataset.subset(members) + dataset.subset(nonmembers), len(members), len(nonmembers), where)
 
 
-def audit_set_from_files(members: str | Path, nonmembers: str | Path, population: str | Path | None = None,
-                         text_col: str = "text", label_col: str = "label") -> AuditSet:
+def audit_set_from_files(members: str | Path, nonmembers: str | Path, text_col: str = "text",
+                         label_col: str = "label") -> AuditSet:
     m = load_dataset(members, text_col, label_col)
     n = load_dataset(nonmembers, text_col, label_col)
-    extra = load_dataset(population, text_col, label_col) if population is not None else TextDataset([], [])
-    return AuditSet(m + n + extra, len(m), len(n), f"{members} / {nonmembers}")
+    return AuditSet(m + n, len(m), len(n), f"{members} / {nonmembers}")
 
 
 def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None, audit: AuditSet | None = None,
@@ -127,7 +126,7 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     timings = {}
 
     start = time.perf_counter()
-    needs_shadows = any(needs for _, needs in ATTACKS.values()) and settings.shadows >= 2
+    needs_shadows = settings.shadows >= 2  # else only the attacks that need no shadow model run
     if needs_shadows:
         pool = train_shadows(audit.population, classifier.labels, bundle.recipe, settings.shadows, settings.seed,
                              Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(),
@@ -143,8 +142,7 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     n_audit = audit.n_audit
     extra_points = np.arange(n_audit, len(audit.population))
     inputs = AttackInputs(labels, target_logits, shadow_logits, shadow_in,
-                          reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
-                          seed=settings.seed)
+                          reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit))
     names = [name for name, (_, needs) in ATTACKS.items() if needs_shadows or not needs]
     scores = {name: ATTACKS[name][0](inputs)[:n_audit] for name in names}
     timings["scoring_s"] = time.perf_counter() - start
