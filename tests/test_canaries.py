@@ -130,3 +130,11 @@ def test_cli_canary_demo_gate_and_report(run_cli, tmp_path):
 def test_cli_canary_bad_input(run_cli, args, message):
     code, _, err = run_cli("canary", "--demo", "--epochs", "1", *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_alphabet_symbols_missing_from_the_vocabulary_are_named(memorising_model):
+    from privaudit.attacks.modiva import slot_layout
+
+    classifier, _, _ = memorising_model  # its word vocabulary holds the digits and "a", not "b"
+    with pytest.raises(PrivauditError, match="alphabet symbol 'b' is not one token"):
+        slot_layout(classifier, parse_template("my code is {letter}"))
