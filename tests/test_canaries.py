@@ -138,3 +138,12 @@ def test_alphabet_symbols_missing_from_the_vocabulary_are_named(memorising_model
     classifier, _, _ = memorising_model  # its word vocabulary holds the digits and "a", not "b"
     with pytest.raises(PrivauditError, match="alphabet symbol 'b' is not one token"):
         slot_layout(classifier, parse_template("my code is {letter}"))
+
+
+def test_modiva_runs_through_bert_input_embeddings():
+    t = parse_template(PIN)
+    data = demo_dataset(300, seed=4) + TextDataset([t.render(("5", "0", "5", "0"))] * 10, ["SetAlarm"] * 10)
+    classifier = fit(data, data.label_names, TrainingRecipe(arch="bert-tiny", epochs=2)).classifier
+    for setting in ("alphabet", "vocab"):
+        result = modiva_extract(classifier, t, ("5", "0", "5", "0"), "SetAlarm", setting, steps=20, restarts=4)
+        assert 0 <= result.position_accuracy <= 1 and 1 <= result.relaxed_rank <= 10**4
