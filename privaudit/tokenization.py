@@ -22,9 +22,10 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency:
         )
     elif kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+        # Every digit and letter is a token even if the texts lack it, so canary secrets always tokenize.
         trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK, CLS, SEP, MASK],
-            show_progress=False,
+            initial_alphabet=list("0123456789abcdefghijklmnopqrstuvwxyz"), show_progress=False,
         )
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
