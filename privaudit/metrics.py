@@ -188,6 +188,10 @@ def empirical_epsilon(scores, labels, delta: float, method: str = "split", confi
       bound is evaluated on the other half;
     - "bonferroni": every one of `n_thresholds` score quantiles (chosen without looking at labels)
       is evaluated on all scores at confidence 1 - alpha / n_thresholds, and the largest bound kept.
+
+    The examples all come from one training run, so they are not independent runs of the mechanism as
+    in Jagielski et al.; what makes the binomial reasoning apply is that members and non-members were
+    assigned by a random split (the setting of Steinke, Nasr, Jagielski 2023, auditing in one run).
     """
     scores, labels = _check(scores, labels)
     alpha = 1 - confidence
