@@ -192,8 +192,6 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
         table = dict(config.canary)
         if "repeat" in table:
             table["repeats"] = table.pop("repeat")
-        if "insert" not in table:
-            table["insert"] = 20
         settings = CanarySettings(seed=config.seed, **table)
         limits = {k: thresholds.get(k) for k in ("max_exposure", "max_extraction_rate", "max_empirical_epsilon")}
         sections["canary"] = canary(settings, data, None, model, limits, device, progress)

@@ -39,6 +39,16 @@ def _device(name: str) -> str:
     return name
 
 
+def _dp_settings(dp: bool, noise_multiplier, target_epsilon, max_grad_norm, delta,
+                 accountant: str = "pld") -> DPSettings | None:
+    """The DP-SGD options of `train` and `canary`, checked the same way for both."""
+    if not dp and (noise_multiplier is not None or target_epsilon is not None):
+        raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
+    if dp and (noise_multiplier is None) == (target_epsilon is None):
+        raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
+    return DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant) if dp else None
+
+
 def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -79,11 +89,7 @@ def train(
 
     if demo == (data is not None):
         raise PrivauditError("give a data file or --demo (exactly one)")
-    if not dp and (noise_multiplier is not None or target_epsilon is not None):
-        raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
-    if dp and (noise_multiplier is None) == (target_epsilon is None):
-        raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
-    dp_settings = DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant) if dp else None
+    dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta, accountant)
     recipe = TrainingRecipe(arch, epochs, batch_size, lr, optimizer, weight_decay, dropout, max_len, vocab_size,
                             seed, heldout_fraction, dp_settings)
     source = api.resolve_source(data, text_col, label_col)
@@ -129,7 +135,8 @@ def mia(
     base_model: Optional[Path] = typer.Option(None, help="For a Hugging Face directory: the checkpoint it was "
                                                          "fine-tuned from, to train shadow models from."),
     attack: str = typer.Option("lira", help="Primary attack (the gate uses it): loss, shadow, lira, lira-fixed, "
-                                            "lira-offline, lira-offline-fixed, rmia. All are computed and shown."),
+                                            "lira-offline, lira-offline-fixed, rmia, rmia-offline. All are computed "
+                                            "and shown."),
     shadows: int = typer.Option(16, help="Shadow/reference models (trained with the model's own recipe)."),
     data: Optional[Path] = typer.Option(None, help="The training data, if it moved since training."),
     members: Optional[Path] = typer.Option(None, help="File of known members (with --nonmembers)."),
@@ -239,16 +246,12 @@ def canary(
         repeats = [int(x) for x in repeat.split(",") if x.strip()]
     except ValueError:
         raise PrivauditError(f"--repeat takes counts such as 1,4,16, got {repeat!r}") from None
-    if not dp and (noise_multiplier is not None or target_epsilon is not None):
-        raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
-    if dp and (noise_multiplier is None) == (target_epsilon is None):
-        raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
+    dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta)
     if audit_canaries < 0:
         raise PrivauditError("--audit-canaries must be 0 or more")
     settings = CanarySettings(insert, repeats, template, label, decoys, audit_canaries, seed, show_secrets)
     recipe = None
     if model is None:
-        dp_settings = DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta) if dp else None
         recipe = TrainingRecipe(arch, epochs, batch_size, lr, dropout=dropout, seed=seed, dp=dp_settings)
     thresholds = {"max_exposure": max_exposure, "max_extraction_rate": max_extraction_rate,
                   "max_empirical_epsilon": max_empirical_epsilon}

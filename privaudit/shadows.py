@@ -71,10 +71,14 @@ def population_digest(population: TextDataset) -> str:
 _WORKER: dict = {}
 
 
+def _set_population(population: TextDataset, label_names: list[str]) -> None:
+    _WORKER["population"] = population
+    _WORKER["label_names"] = label_names
+
+
 def _init_worker(texts: list[str], labels: list[str], label_names: list[str]) -> None:
     torch.set_num_threads(1)
-    _WORKER["population"] = TextDataset(texts, labels)
-    _WORKER["label_names"] = label_names
+    _set_population(TextDataset(texts, labels), label_names)
 
 
 def _train_one(recipe_dict: dict, members: np.ndarray, path: str, device: str) -> str:
@@ -119,18 +123,13 @@ def train_shadows(population: TextDataset, label_names: list[str], recipe: Train
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
         else:
-            _init_worker_in_process(population, label_names)
+            _set_population(population, label_names)
             for i in todo:
                 _train_one(recipes[i].to_dict(), inclusion[i], str(paths[i]), device)
                 if task is not None:
                     progress.advance(task)
     logits = np.stack([_load_logits(p) for p in paths])
     return ShadowPool(inclusion, logits, num_shadows - len(todo))
-
-
-def _init_worker_in_process(population: TextDataset, label_names: list[str]) -> None:
-    _WORKER["population"] = population
-    _WORKER["label_names"] = label_names
 
 
 def _load_logits(path: Path) -> np.ndarray:
