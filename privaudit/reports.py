@@ -53,6 +53,18 @@ def summary_header(doc: dict) -> list[str]:
             "bal. acc.", "emp. epsilon (95%)"]
 
 
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _html_table(table_id: str, header: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
 def render_markdown(doc: dict) -> str:
     return _by_kind(doc, mia=_mia_markdown, canary=_canary_markdown, audit=_audit_markdown)
 
@@ -125,10 +137,8 @@ def _mia_markdown(doc: dict) -> str:
         f"Model: `{doc['model']['arch']}` trained on {doc['model']['data']}. Audit set: {s['members']:,} members, "
         f"{s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.",
         "",
-        "| " + " | ".join(summary_header(doc)) + " |",
-        "|" + "---|" * len(summary_header(doc)),
+        *_md_table(summary_header(doc), summary_rows(doc)),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(doc)]
     lines += _gate_markdown(doc)
     lines += ["", f"## Most exposed training members ({doc['primary_attack']})", "",
               "| fingerprint | score |" + (" text |" if any("text" in v for v in doc["vulnerable"]) else ""),
@@ -230,8 +240,6 @@ def _page(title: str, body: str) -> str:
 def _mia_html(doc: dict) -> str:
     e = html.escape
     s = doc["audit_set"]
-    header = "".join(f"<th>{e(h)}</th>" for h in summary_header(doc))
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in summary_rows(doc))
     gate_html = _gate_html(doc)
     vulnerable = "".join(f"<tr><td><code>{e(v['fingerprint'])}</code></td><td>{v['score']:.4g}</td>"
                          + (f"<td>{e(v['text'])}</td>" if "text" in v else "") + "</tr>" for v in doc["vulnerable"])
@@ -239,7 +247,7 @@ def _mia_html(doc: dict) -> str:
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
 <p>Model <code>{e(doc['model']['arch'])}</code> trained on {e(doc['model']['data'])}. Audit set: {s['members']:,}
 members, {s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.</p>
-<table id="summary"><tr>{header}</tr>{body}</table>
+{_html_table("summary", summary_header(doc), summary_rows(doc))}
 {gate_html}
 <div class="figures"><figure><figcaption>Empirical epsilon (95% lower bound) vs theoretical epsilon</figcaption>
 {epsilon_svg(doc)}</figure>
@@ -278,8 +286,7 @@ def _canary_intro(doc: dict) -> str:
 
 def _canary_markdown(doc: dict) -> str:
     lines = ["# privaudit canary audit", "", f"**{doc['headline']['text']}**", "", _canary_intro(doc), "",
-             "| " + " | ".join(canary_header()) + " |", "|" + "---|" * len(canary_header())]
-    lines += ["| " + " | ".join(row) + " |" for row in canary_rows(doc)]
+             *_md_table(canary_header(), canary_rows(doc))]
     lines += _gate_markdown(doc)
     return "\n".join(lines + [""])
 
@@ -323,12 +330,10 @@ def canary_svg(doc: dict, width: int = 520, height: int = 300) -> str:
 
 def _canary_html(doc: dict) -> str:
     e = html.escape
-    header = "".join(f"<th>{e(h)}</th>" for h in canary_header())
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in canary_rows(doc))
     return f"""<h1>privaudit canary audit</h1>
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
 <p>{e(_canary_intro(doc))}</p>
-<table id="summary"><tr>{header}</tr>{body}</table>
+{_html_table("summary", canary_header(), canary_rows(doc))}
 {_gate_html(doc)}
 <figure><figcaption>Exposure (as a fraction of the secret's bits) and extraction rate by repeat count</figcaption>
 {canary_svg(doc)}</figure>
