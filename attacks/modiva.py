@@ -51,6 +51,9 @@ def slot_layout(classifier: TextClassifier, template) -> SlotLayout:
             if len(encoded) != 1 or encoded[0] == unk:
                 raise PrivauditError(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
             ids.append(encoded[0])
+        if len(set(ids)) < len(ids):
+            raise PrivauditError(f"two symbols of the alphabet {alphabet[:3]}... share one token id (a hashed "
+                                 f"vocabulary's collision): choose other symbols or a larger --vocab-size")
         alphabet_ids.append(ids)
     first = tuple(a[0] for a in template.alphabets)
     second = tuple(a[1] for a in template.alphabets)

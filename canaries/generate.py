@@ -13,7 +13,6 @@ Steinke et al. 2023 needs this randomness).
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import asdict, dataclass
 
@@ -31,14 +30,11 @@ class Canary:
     text: str
     role: str            # "exposure" or "audit"
 
-    def secret_hash(self) -> str:
-        return hashlib.sha256(" ".join(self.secret).encode()).hexdigest()[:16]
-
     def to_dict(self, show_secret: bool) -> dict:
         d = asdict(self)
         d["secret"] = list(self.secret) if show_secret else None
+        # No hash of the secret either: over a space of 10^4 secrets, hashing every candidate recovers it.
         d["text"] = self.text if show_secret else None
-        d["secret_hash"] = self.secret_hash()
         return d
 
 

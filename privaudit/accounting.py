@@ -91,6 +91,8 @@ class PrivacyGuarantee:
     sample_rate: float
     steps: int
     max_grad_norm: float
+    # True when the noise and sampling were seeded (dp.insecure_seed): no guarantee against the seed's holder.
+    reproducible: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,4 +106,4 @@ def account(dp, sample_rate: float, steps: int) -> PrivacyGuarantee:
     """The guarantee of a DP-SGD run with settings `dp` (a recipe.DPSettings with noise and delta set)."""
     epsilon = compute_epsilon(dp.noise_multiplier, sample_rate, steps, dp.delta, dp.accountant)
     return PrivacyGuarantee(epsilon, dp.delta, dp.accountant, dp.noise_multiplier, sample_rate, steps,
-                            dp.max_grad_norm)
+                            dp.max_grad_norm, dp.insecure_seed is not None)

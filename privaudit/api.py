@@ -12,8 +12,12 @@ from pathlib import Path
 from rich.progress import Progress
 
 from .accounting import ACCOUNTANTS, compute_epsilon
+from .bundle import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
 from .bundle import ModelBundle, save_bundle
+from .headline import REPRODUCIBLE_WARNING
 from .recipe import TrainingRecipe
+from .data import file_sha256
+from .manifest import AuditManifest, keyed_fingerprints, manifest_path, new_key, save_manifest
 from .source import DataSource, demo_source, file_source, load_source
 from .training import train_target
 from .versions import package_versions
@@ -25,36 +29,55 @@ def resolve_source(data: str | Path | None, text_col: str = "text", label_col: s
 
 
 def train(data: str | Path | DataSource | None, recipe: TrainingRecipe, out: str | Path | None = None,
-          device: str = "cpu", progress: Progress | None = None) -> ModelBundle:
-    """Train on `data` (half held out as non-members by default), and save the bundle to `out` if given."""
+          device: str = "cpu", progress: Progress | None = None, split_seed: int | None = None) -> ModelBundle:
+    """Train on `data` (half held out as non-members by default); with `out`, save the model file and its
+    audit manifest beside it (save_model). The split is secret unless `split_seed` is given."""
     source = data if isinstance(data, DataSource) else resolve_source(data)
     dataset = load_source(source)
-    target = train_target(dataset, recipe, device, progress)
-    fingerprints = dataset.fingerprints()
+    target = train_target(dataset, recipe, device, progress, split_seed)
+    key = new_key()
+    fingerprints = keyed_fingerprints(dataset, key)
     bundle = ModelBundle(
         classifier=target.fitted.classifier,
         recipe=target.fitted.recipe,
-        data_source=source,
-        member_fingerprints=[fingerprints[i] for i in target.member_indices],
-        heldout_fingerprints=[fingerprints[i] for i in target.heldout_indices],
+        training_examples=len(target.member_indices),
         privacy=target.fitted.privacy,
         metrics=target.metrics,
         versions=package_versions(),
+        manifest=AuditManifest(source, key, [fingerprints[i] for i in target.member_indices],
+                               [fingerprints[i] for i in target.heldout_indices]),
     )
     if out is not None:
-        save_bundle(bundle, out)
+        save_model(bundle, out)
     return bundle
 
 
-def bundle_summary(bundle: ModelBundle) -> list[tuple[str, str]]:
-    """What `privaudit info` shows, as (field, value) rows."""
+def save_model(bundle: ModelBundle, path: str | Path) -> Path | None:
+    """The model file at `path` and, if the bundle has one, its audit manifest beside it (returned)."""
+    save_bundle(bundle, path)
+    if bundle.manifest is None:
+        return None
+    bundle.manifest.model_sha256 = file_sha256(path)
+    save_manifest(bundle.manifest, manifest_path(path))
+    return manifest_path(path)
+
+
+def bundle_summary(bundle: ModelBundle, manifest: AuditManifest | None = None) -> list[tuple[str, str]]:
+    """What `privaudit info` shows, as (field, value) rows; the data rows come from the audit manifest
+    (the bundle's own, or `manifest`), which the model file itself does not carry."""
     classifier, recipe = bundle.classifier, bundle.recipe
     n_params = sum(p.numel() for p in classifier.model.parameters())
     rows = [
         ("architecture", f"{recipe.arch} ({n_params:,} parameters, vocabulary {classifier.config.vocab_size:,})"),
         ("labels", ", ".join(bundle.labels)),
-        ("data", bundle.data_source.describe() if bundle.data_source else "not recorded"),
-        ("members / held-out", f"{len(bundle.member_fingerprints):,} / {len(bundle.heldout_fingerprints):,}"),
+        ("training examples", f"{bundle.training_examples:,}" if bundle.training_examples else "not recorded"),
+    ]
+    manifest = manifest or bundle.manifest
+    if manifest is not None:
+        rows += [("data (audit manifest)", manifest.data_source.describe()),
+                 ("members / held-out", f"{len(manifest.member_fingerprints):,} / {len(manifest.heldout_fingerprints):,}")]
+    rows += [
+        ("vocabulary", recipe.vocabulary_description()),
         ("recipe", f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, "
                    f"weight decay {recipe.weight_decay:g}, dropout {recipe.dropout:g}, max length "
                    f"{recipe.max_len}, seed {recipe.seed}"),
@@ -66,6 +89,8 @@ def bundle_summary(bundle: ModelBundle) -> list[tuple[str, str]]:
         rows.append(("DP-SGD", f"noise multiplier {p.noise_multiplier:.4g}, max grad norm {p.max_grad_norm:g}, "
                                f"sample rate {p.sample_rate:.4g}, {p.steps:,} steps"))
         rows.append(("epsilon", f"{p.epsilon:.3f} at delta {p.delta:g} ({p.accountant.upper()} accountant)"))
+        rows.append(("DP randomness", REPRODUCIBLE_WARNING if p.reproducible else
+                     "noise and Poisson sampling from operating-system entropy (not recorded, not replayable)"))
     for key, value in bundle.metrics.items():
         rows.append((key.replace("_", " "), f"{value:.4f}" if isinstance(value, float) else str(value)))
     rows.append(("created", bundle.created))
@@ -82,9 +107,11 @@ def demo_model(cache_dir: str | Path | None = None, progress: Progress | None = 
     """A non-DP cnn trained on the built-in demo data set, cached (it is the same model every time)."""
     from .shadows import default_cache_dir
 
-    path = Path(cache_dir or default_cache_dir()) / "demo-target-cnn.pt"
-    if not path.is_file():
-        train(None, TrainingRecipe(), out=path, progress=progress)
+    # The bundle format's version is in the name: a cached model of an older format is never picked up.
+    path = Path(cache_dir or default_cache_dir()) / f"demo-target-cnn-v{BUNDLE_FORMAT_VERSION}.pt"
+    if not path.is_file() or not manifest_path(path).is_file():
+        # Public demo data: a fixed split keeps the demo model the same every time.
+        train(None, TrainingRecipe(), out=path, progress=progress, split_seed=0)
     return path
 
 
@@ -95,19 +122,22 @@ def hf_target(path: str | Path, base_model: str | Path | None, max_len: int = 64
 
     classifier = load_hf_directory(str(path), None, max_len)
     recipe = TrainingRecipe(arch=f"hf:{base_model}" if base_model else f"hf:{path}", max_len=max_len)
-    return ModelBundle(classifier, recipe.resolved(), None, [], [], None, versions=package_versions())
+    return ModelBundle(classifier, recipe.resolved(), None, None, versions=package_versions())
 
 
 def mia(model: str | Path | None, settings=None, thresholds=None, data=None, members=None, nonmembers=None,
-        population=None, demo: bool = False, progress: Progress | None = None, base_model=None) -> dict:
+        population=None, demo: bool = False, progress: Progress | None = None, base_model=None,
+        manifest: str | Path | None = None) -> dict:
     """`privaudit mia`: run every membership-inference attack and check the gate's thresholds.
 
-    `model` is a bundle, or a fine-tuned Hugging Face directory (with `members`/`nonmembers` files and,
-    for shadow models, `base_model`: the checkpoint it was fine-tuned from)."""
+    `model` is a bundle, whose members the audit manifest beside it names (or `manifest`), or a fine-tuned
+    Hugging Face directory (with `members`/`nonmembers` files and, for shadow models, `base_model`: the
+    checkpoint it was fine-tuned from)."""
     from .bundle import load_bundle
     from .errors import PrivauditError
     from .gate import Thresholds, check_mia, gate_section
-    from .mia import MiaSettings, audit_set_from_bundle, audit_set_from_files, run_mia
+    from .manifest import load_manifest
+    from .mia import MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
 
     settings = settings or MiaSettings()
     if demo:
@@ -121,8 +151,10 @@ def mia(model: str | Path | None, settings=None, thresholds=None, data=None, mem
         bundle = hf_target(model, base_model)
     else:
         bundle = load_bundle(model, settings.device)
-    audit = (audit_set_from_files(members, nonmembers) if members is not None
-             else audit_set_from_bundle(bundle, data))
+    if members is not None:
+        audit = audit_set_from_files(members, nonmembers)
+    else:
+        audit = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)
     result = run_mia(bundle, settings, audit, population=population, progress=progress)
     result["model"]["path"] = str(model)
     result["gate"] = gate_section(check_mia(result, thresholds or Thresholds()))
@@ -139,8 +171,10 @@ def canary(settings, data: str | Path | None = None, recipe: TrainingRecipe | No
     from privaudit.canaries.audit import check_canary, run_canary
 
     if model is not None:
+        from .manifest import load_manifest
+
         bundle = load_bundle(model)
-        source = resolve_source(data) if data is not None else bundle.data_source
+        source = resolve_source(data) if data is not None else load_manifest(manifest_path(model), model).data_source
         recipe = bundle.recipe
     else:
         source = resolve_source(data)
@@ -174,11 +208,12 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
         dp = train_table.pop("dp", None)
         recipe = TrainingRecipe(**train_table, seed=config.seed, dp=DPSettings(**dp) if dp else None)
         source = resolve_source(data)
-        key = hashlib.sha256(json.dumps([recipe.to_dict(), source.to_dict()], sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION],
+                                        sort_keys=True).encode()).hexdigest()
         model = Path(cache_dir) / f"audit-model-{key[:24]}.pt"
-        if not model.is_file():
+        if not model.is_file() or not manifest_path(model).is_file():
             train(source, recipe, out=model, device=device, progress=progress)
-        data = None  # the bundle records its data
+        data = None  # the model's audit manifest records its data
     elif model is None:
         model = demo_model(cache_dir, progress)
     sections = {}

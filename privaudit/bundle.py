@@ -1,8 +1,10 @@
 """The model bundle: one file with everything needed to use and to audit a trained classifier.
 
-Contents: weights, model config, tokenizer, label map, the full training recipe, the data source
-(path + content hash, or the demo generator's seed), fingerprints of the training members and of
-the held-out pool, the DP accounting result, and training metrics.
+Contents: weights, model config, tokenizer, label map, the full training recipe, the number of training
+examples (public in DP-SGD's accounting: the sample rate is batch size / N), the DP accounting result,
+and training metrics. Nothing that identifies a training example: the members' fingerprints and the
+data file's content hash live in the audit manifest beside it (manifest.py), which stays with the data.
+(Format version 1 stored them here; such files are refused.)
 
 Format: a `torch.save` archive holding only tensors and one JSON string, so it loads with
 `torch.load(weights_only=True)`: a file holding arbitrary pickled objects is refused, never executed.
@@ -26,24 +28,24 @@ from .errors import PrivauditError
 from .fileio import atomic_path
 from .models import ModelConfig, build_model
 from .recipe import TrainingRecipe
-from .source import DataSource
+from .manifest import AuditManifest
 from .tokenization import tokenizer_from_json, tokenizer_to_json
 
 FORMAT = "privaudit-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
 class ModelBundle:
     classifier: TextClassifier
     recipe: TrainingRecipe
-    data_source: DataSource | None
-    member_fingerprints: list[str]
-    heldout_fingerprints: list[str]
+    training_examples: int | None
     privacy: PrivacyGuarantee | None
     metrics: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     versions: dict = field(default_factory=dict)
+    # Kept in memory only, never written into the model file: save it with api.save_model.
+    manifest: AuditManifest | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -55,9 +57,7 @@ class ModelBundle:
             "tokenizer": tokenizer_to_json(self.classifier.tokenizer),
             "labels": self.classifier.labels,
             "recipe": self.recipe.to_dict(),
-            "data_source": self.data_source.to_dict() if self.data_source else None,
-            "member_fingerprints": self.member_fingerprints,
-            "heldout_fingerprints": self.heldout_fingerprints,
+            "training_examples": self.training_examples,
             "privacy": self.privacy.to_dict() if self.privacy else None,
             "metrics": self.metrics,
             "created": self.created,
@@ -96,6 +96,9 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
         raise PrivauditError(f"{path}: not a readable model file (corrupt or truncated?): {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise PrivauditError(f"{path}: not a privaudit model bundle (train one with `privaudit train`)")
+    if payload.get("format_version") == 1:
+        raise PrivauditError(f"{path}: a version-1 model file, which stored its members' fingerprints (anyone holding "
+                             f"it could test membership); retrain it with this privaudit")
     if payload.get("format_version") != FORMAT_VERSION:
         raise PrivauditError(f"{path}: bundle format version {payload.get('format_version')} is not supported")
     try:
@@ -108,9 +111,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
         return ModelBundle(
             classifier=classifier,
             recipe=TrainingRecipe.from_dict(meta["recipe"]),
-            data_source=DataSource.from_dict(meta["data_source"]) if meta["data_source"] else None,
-            member_fingerprints=meta["member_fingerprints"],
-            heldout_fingerprints=meta["heldout_fingerprints"],
+            training_examples=meta["training_examples"],
             privacy=PrivacyGuarantee.from_dict(meta["privacy"]) if meta["privacy"] else None,
             metrics=meta["metrics"],
             created=meta["created"],

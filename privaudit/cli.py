@@ -40,13 +40,13 @@ def _device(name: str) -> str:
 
 
 def _dp_settings(dp: bool, noise_multiplier, target_epsilon, max_grad_norm, delta,
-                 accountant: str = "pld") -> DPSettings | None:
+                 accountant: str = "pld", insecure_seed: int | None = None) -> DPSettings | None:
     """The DP-SGD options of `train` and `canary`, checked the same way for both."""
-    if not dp and (noise_multiplier is not None or target_epsilon is not None):
-        raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
+    if not dp and (noise_multiplier is not None or target_epsilon is not None or insecure_seed is not None):
+        raise PrivauditError("--noise-multiplier, --target-epsilon and --insecure-dp-seed need --dp")
     if dp and (noise_multiplier is None) == (target_epsilon is None):
         raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
-    return DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant) if dp else None
+    return DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant, insecure_seed) if dp else None
 
 
 def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
@@ -72,6 +72,8 @@ def train(
     dropout: float = typer.Option(0.1),
     max_len: int = typer.Option(64, help="Tokens kept per text."),
     vocab_size: Optional[int] = typer.Option(None, help="Tokenizer vocabulary size (default: the architecture's)."),
+    vocabulary: Optional[str] = typer.Option(None, help="learned (from the texts; not covered by DP) or hashed "
+                                                         "(data-independent). Default: hashed with --dp."),
     seed: int = typer.Option(0),
     heldout_fraction: float = typer.Option(0.5, help="Part of the data held out as the non-member pool."),
     text_col: str = typer.Option("text"),
@@ -82,20 +84,26 @@ def train(
     max_grad_norm: float = typer.Option(1.0, help="DP-SGD per-example clipping norm."),
     delta: Optional[float] = typer.Option(None, help="DP delta (default: 1e-5, or less for large data)."),
     accountant: str = typer.Option("pld", help="pld (default) or rdp."),
+    insecure_dp_seed: Optional[int] = typer.Option(None, help="TESTS ONLY: seed DP-SGD's noise and sampling "
+                                                   "(reproducible, but no guarantee against whoever knows the seed)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Train a text classifier (optionally with DP-SGD) and save it as a model bundle."""
     from . import api
+    from .manifest import manifest_path
 
     if demo == (data is not None):
         raise PrivauditError("give a data file or --demo (exactly one)")
-    dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta, accountant)
+    dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta, accountant,
+                               insecure_dp_seed)
     recipe = TrainingRecipe(arch, epochs, batch_size, lr, optimizer, weight_decay, dropout, max_len, vocab_size,
-                            seed, heldout_fraction, dp_settings)
+                            vocabulary, seed, heldout_fraction, dp_settings)
     source = api.resolve_source(data, text_col, label_col)
     with make_progress() as progress:
         bundle = api.train(source, recipe, out, _device(device), progress)
     _print_rows(f"model saved to {out}", api.bundle_summary(bundle))
+    out_console.print(f"audit manifest (who the members are: keep it with the training data, do not ship it): "
+                      f"{manifest_path(out)}", highlight=False, markup=False)
 
 
 @app.command()
@@ -103,8 +111,11 @@ def info(model: Path = typer.Argument(..., help="A model bundle written by `priv
     """Show what a model bundle holds: architecture, data, recipe, DP parameters, epsilon."""
     from .api import bundle_summary
     from .bundle import load_bundle
+    from .manifest import load_manifest, manifest_path
 
-    _print_rows(str(model), bundle_summary(load_bundle(model)))
+    bundle = load_bundle(model)
+    manifest = load_manifest(manifest_path(model), model) if manifest_path(model).is_file() else None
+    _print_rows(str(model), bundle_summary(bundle, manifest))
 
 
 @app.command()
@@ -139,6 +150,8 @@ def mia(
                                             "and shown."),
     shadows: int = typer.Option(16, help="Shadow/reference models (trained with the model's own recipe)."),
     data: Optional[Path] = typer.Option(None, help="The training data, if it moved since training."),
+    manifest: Optional[Path] = typer.Option(None, help="The model's audit manifest (default: MODEL.audit.json "
+                                                       "beside the model, written by `privaudit train`)."),
     members: Optional[Path] = typer.Option(None, help="File of known members (with --nonmembers)."),
     nonmembers: Optional[Path] = typer.Option(None, help="File of known non-members (with --members)."),
     population: Optional[Path] = typer.Option(None, help="Extra population data for shadow/reference models."),
@@ -168,19 +181,24 @@ def mia(
     thresholds = Thresholds(max_auc, [parse_tpr_at_fpr(t) for t in max_tpr_at_fpr], max_empirical_epsilon)
     with make_progress() as progress:
         result = api.mia(model, settings, thresholds, data=data, members=members, nonmembers=nonmembers,
-                         population=population, demo=demo, progress=progress, base_model=base_model)
+                         population=population, demo=demo, progress=progress, base_model=base_model,
+                         manifest=manifest)
     _print_mia(result)
     api.write_results(result, report=report, output=output)
     _exit_on_crossings(result)
 
 
-def _print_results(title: str, header: list[str], rows: list[list[str]], result: dict) -> None:
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(header):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
+
+
+def _print_results(title: str, header: list[str], rows: list[list[str]], result: dict) -> None:
+    _print_table(title, header, rows)
     style = "bold red" if result["headline"]["violation"] else "bold"
     out_console.print(result["headline"]["text"], style=style, highlight=False)
 
@@ -228,6 +246,10 @@ def canary(
     target_epsilon: Optional[float] = typer.Option(None),
     max_grad_norm: float = typer.Option(1.0),
     delta: Optional[float] = typer.Option(None),
+    insecure_dp_seed: Optional[int] = typer.Option(None, help="TESTS ONLY: seed DP-SGD's noise and sampling "
+                                                   "(reproducible, but no guarantee against whoever knows the seed)."),
+    gradient_canaries: int = typer.Option(5000, help="With --dp: Dirac gradient canaries for the white-box "
+                                                     "one-run audit (0: none)."),
     max_exposure: Optional[float] = typer.Option(None, help="Exit 1 if any canary's exposure (bits) exceeds this."),
     max_extraction_rate: Optional[float] = typer.Option(None, help="Exit 1 if any extraction rate exceeds this."),
     max_empirical_epsilon: Optional[float] = typer.Option(None, help="Exit 1 if the one-run bound exceeds this."),
@@ -246,10 +268,12 @@ def canary(
         repeats = [int(x) for x in repeat.split(",") if x.strip()]
     except ValueError:
         raise PrivauditError(f"--repeat takes counts such as 1,4,16, got {repeat!r}") from None
-    dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta)
-    if audit_canaries < 0:
-        raise PrivauditError("--audit-canaries must be 0 or more")
-    settings = CanarySettings(insert, repeats, template, label, decoys, audit_canaries, seed, show_secrets)
+    dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta,
+                               insecure_seed=insecure_dp_seed)
+    if audit_canaries < 0 or gradient_canaries < 0 or gradient_canaries == 1:
+        raise PrivauditError("--audit-canaries must be 0 or more, --gradient-canaries 0 or at least 2")
+    settings = CanarySettings(insert, repeats, template, label, decoys, audit_canaries, seed, show_secrets,
+                              gradient_canaries=gradient_canaries)
     recipe = None
     if model is None:
         recipe = TrainingRecipe(arch, epochs, batch_size, lr, dropout=dropout, seed=seed, dp=dp_settings)
@@ -263,10 +287,13 @@ def canary(
 
 
 def _print_canary(result: dict) -> None:
-    from .reports import canary_header, canary_rows
+    from .reports import canary_header, canary_rows, onerun_header, onerun_rows, sampling_line
 
     _print_results(f"canaries: {result['template']['text']!r}, {result['template']['space_size']:,} secrets",
                    canary_header(), canary_rows(result), result)
+    _print_table("one-run epsilon lower bounds (95%)", onerun_header(), onerun_rows(result))
+    if sampling_line(result):
+        out_console.print(sampling_line(result), highlight=False, markup=False)
     t = result["run"]["timings"]
     err_console.print(f"time: training {t['training_s']:.1f} s, exposure and extraction "
                       f"{t['exposure_and_extraction_s']:.1f} s (per canary: exposure {t['exposure_s_per_canary']:.2f} s,"
@@ -358,6 +385,38 @@ def bench_dp(
     for row in rows:
         table.add_row(row["arch"], f"{row['nondp_ms']:.1f}", f"{row['dp_ms']:.1f}", f"{row['ratio']:.2f}")
     out_console.print(table)
+
+
+@bench_app.command("whitebox")
+def bench_whitebox(
+    epsilons: str = typer.Option("1,2,4,8", help="Comma-separated theoretical epsilons."),
+    data: Optional[Path] = typer.Option(None, help="Data file (default: the built-in demo data set)."),
+    arch: str = typer.Option("cnn"),
+    epochs: int = typer.Option(20),
+    gradient_canaries: int = typer.Option(5000),
+    device: str = typer.Option("auto"),
+) -> None:
+    """White-box one-run DP audit (gradient canaries) at several theoretical epsilons: bounds and time."""
+    from .bench import bench_whitebox as run
+
+    try:
+        values = [float(x) for x in epsilons.split(",") if x.strip()]
+    except ValueError:
+        raise PrivauditError(f"--epsilons takes numbers such as 1,2,4,8, got {epsilons!r}") from None
+    with make_progress() as progress:
+        rows = run(values, data, arch, epochs, gradient_canaries, _device(device), progress)
+    header = ["theoretical eps", "noise", "held-out acc.", "every step: Steinke", "f-DP (Gaussian)",
+              "final weights: Steinke", "f-DP (Gaussian)", "sampling dispersion", "wall s"]
+    table_rows = []
+    for r in rows:
+        w = r["whitebox"]
+        table_rows.append([f"{r['epsilon']:.2f}", f"{r['noise_multiplier']:.3f}", f"{r['heldout_accuracy']:.3f}",
+                           f"{w['every_step']['steinke']['epsilon']:.2f}", f"{w['every_step']['gdp']['epsilon']:.2f}",
+                           f"{w['final_weights']['steinke']['epsilon']:.2f}",
+                           f"{w['final_weights']['gdp']['epsilon']:.2f}", f"{w['sampling']['dispersion']:.2f}",
+                           f"{r['wall_s']:.0f}"])
+    _print_table(f"white-box one-run audit, {arch}, {rows[0]['whitebox']['canaries'] if rows else 0} gradient "
+                 f"canaries, 95% lower bounds", header, table_rows)
 
 
 def main() -> None:

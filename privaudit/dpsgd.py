@@ -22,13 +22,19 @@ embeddings, shape (1, T, d)) is expanded to the batch so that every example keep
 from __future__ import annotations
 
 import math
+import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from .errors import PrivauditError
 
 
 @dataclass
@@ -71,12 +77,16 @@ class PerExampleClipper:
             if params:
                 self.layers.append(_Layer(module, name or type(module).__name__, params))
         self.parameters = [p for layer in self.layers for p in layer.params.values()]
+        self._device = self.parameters[0].device if self.parameters else torch.device("cpu")
         for p in self.parameters:
             p.requires_grad_(False)
         self._batch_size: int | None = None
+        self._checked = False  # the first captured step also checks that every parameter can be clipped
+        self._active: list[_Layer] = []
         self._handles = [
             layer.module.register_forward_hook(self._make_hook(layer), with_kwargs=True) for layer in self.layers
         ]
+        self._handles += [layer.module.register_forward_pre_hook(self._make_pre_hook(layer)) for layer in self.layers]
 
     def close(self) -> None:
         for handle in self._handles:
@@ -90,14 +100,35 @@ class PerExampleClipper:
             layer.calls.clear()
         self._batch_size = batch_size
         try:
-            yield
+            if self._checked:
+                yield
+            else:
+                with _ParameterUseCheck(self):
+                    yield
+                self._checked = True
         finally:
             self._batch_size = None
+            self._active.clear()
+
+    def _make_pre_hook(self, layer: _Layer):
+        def pre_hook(module, args):
+            if self._batch_size is not None and not self._checked:
+                self._active.append(layer)
+
+        return pre_hook
 
     def _make_hook(self, layer: _Layer):
         def hook(module, args, kwargs, output):
-            if self._batch_size is None or not isinstance(output, torch.Tensor):
+            if self._batch_size is None:
                 return None
+            if not self._checked and self._active and self._active[-1] is layer:
+                self._active.pop()
+            if not isinstance(output, torch.Tensor):
+                raise PrivauditError(
+                    f"DP-SGD cannot clip the parameters of layer {layer.name} ({type(module).__name__}) exactly: "
+                    f"its output is a {type(output).__name__}, not one tensor (e.g. LSTM, MultiheadAttention). "
+                    f"Freeze it (requires_grad=False) or use a layer made of Linear/Conv1d/Embedding/LayerNorm"
+                )
             batch = self._batch_size
             if not output.requires_grad:
                 # The first layers see no input that requires grad (their parameters don't, by design):
@@ -107,7 +138,7 @@ class PerExampleClipper:
                 output = output.expand(batch, *output.shape[1:])
                 args = tuple(_expand_batch(a, batch) for a in args)
             if output.shape[0] != batch:
-                raise RuntimeError(
+                raise PrivauditError(
                     f"DP-SGD: layer {layer.name} ({type(module).__name__}) produced an output whose first "
                     f"dimension ({output.shape[0]}) is not the batch ({batch}); per-example clipping needs it"
                 )
@@ -119,8 +150,27 @@ class PerExampleClipper:
         return hook
 
     @torch.no_grad()  # torch.func.grad in the fallback ignores this, as it should
-    def clip_and_accumulate(self) -> torch.Tensor:
-        """Adds the sum of clipped per-example gradients to p.grad; returns the unclipped norms (B,)."""
+    def clip_and_accumulate(self, extra: DiracRows | None = None) -> torch.Tensor:
+        """Adds the sum of clipped per-example gradients to p.grad; returns the unclipped norms (B,).
+
+        `extra` adds further examples whose gradients are Dirac vectors (one coordinate each): the white-box
+        audit's gradient canaries, clipped by the same rule as every real example."""
+        plans, norms = self._plan()
+        all_norms = norms if extra is None else torch.cat([norms, extra.norms().to(norms)])
+        grads = self._summed(plans, self.clip_scale(all_norms), extra)
+        for p, g in zip(self.parameters, grads):
+            if p.grad is None:
+                p.grad = g.to(p.dtype)
+            else:  # accumulate onto what is there (the step's noise)
+                p.grad.add_(g)
+        return norms.detach()
+
+    def clip_scale(self, norms: torch.Tensor) -> torch.Tensor:
+        """Each example's factor: min(1, C / ||g_i||)."""
+        return (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+
+    def _plan(self):
+        """Per layer, what its clipped sum needs; and every example's gradient norm over all layers."""
         batch = None
         norm_sq = 0.0
         plans = []
@@ -140,48 +190,125 @@ class PerExampleClipper:
                 continue
             norm_sq = norm_sq + sq
             batch = sq.shape[0]
-        norms = torch.sqrt(norm_sq) if batch is not None else torch.zeros(0)
-        scale = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+            layer.calls.clear()
+        norms = torch.sqrt(norm_sq) if batch is not None else torch.zeros(0, device=self._device)
+        return plans, norms
+
+    def _summed(self, plans, scale: torch.Tensor, extra: DiracRows | None) -> list[torch.Tensor]:
+        """Every parameter's gradient summed over the examples, example i scaled by scale[i]; the rows of
+        `extra` come after the batch's."""
+        batch_size = len(scale) - (len(extra) if extra is not None else 0)
+        real = scale[:batch_size]
+        grads = []
         for layer, rule, state, samples in plans:
             if rule is not None:
-                grads = rule.clipped_sum(layer.module, state, scale)
+                layer_grads = rule.clipped_sum(layer.module, state, real)
             elif samples is not None:
-                grads = {n: torch.einsum("b,b...->...", scale, s) for n, s in samples.items()}
+                layer_grads = {n: torch.einsum("b,b...->...", real, s) for n, s in samples.items()}
             else:
-                grads = {n: torch.zeros_like(p) for n, p in layer.params.items()}
-            for n, p in layer.params.items():
-                if p.grad is None:
-                    p.grad = grads[n].to(p.dtype)
-                else:  # accumulate onto what is there (the step's noise)
-                    p.grad.add_(grads[n])
-            layer.calls.clear()
-        return norms.detach()
+                layer_grads = {n: torch.zeros_like(p) for n, p in layer.params.items()}
+            grads += [layer_grads[n] for n in layer.params]
+        if extra is not None and len(extra):
+            extra.add_to(grads, scale[batch_size:])
+        return grads
+
+
+class _ParameterUseCheck(TorchFunctionMode):
+    """During the first captured step: every trainable parameter must be used inside its own layer's
+    forward. One used elsewhere (tied weights read by another module, a parameter used by a parent's
+    functional code) would get no per-example gradient, hence noise only: refused, naming it."""
+
+    def __init__(self, clipper: PerExampleClipper):
+        super().__init__()
+        self.clipper = clipper
+        self.owner = {id(p): layer for layer in clipper.layers for p in layer.params.values()}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for value in tree_flatten((args, kwargs))[0]:
+            layer = self.owner.get(id(value)) if isinstance(value, torch.Tensor) else None
+            if layer is not None and layer not in self.clipper._active:
+                name = next(n for n, p in layer.params.items() if p is value)
+                raise PrivauditError(
+                    f"DP-SGD cannot clip parameter {layer.name}.{name} exactly: it is used outside its own "
+                    f"layer's forward (tied or functionally used weights). Untie or freeze it"
+                )
+        return func(*args, **kwargs)
+
+
+@dataclass
+class DiracRows:
+    """Per-example gradients that are Dirac vectors: row k is magnitude[k] at parameter param[k], flat
+    position index[k] (positions distinct). Cheap to clip: a row's norm is |magnitude|."""
+
+    param: torch.Tensor      # (K,) long: index into the clipper's parameter list
+    index: torch.Tensor      # (K,) long: flat position within that parameter
+    magnitude: torch.Tensor  # (K,) float
+
+    def __len__(self) -> int:
+        return len(self.param)
+
+    def norms(self) -> torch.Tensor:
+        return self.magnitude.abs()
+
+    def add_to(self, grads: list[torch.Tensor], scale: torch.Tensor) -> None:
+        values = (self.magnitude.to(scale) * scale)
+        for k in torch.unique(self.param).tolist():
+            rows = self.param == k
+            grads[k].view(-1).index_add_(0, self.index[rows].to(grads[k].device), values[rows].to(grads[k]))
+
+
+def fresh_seed() -> int:
+    """64 bits of operating-system entropy: DP randomness that nobody, the seed's owner included, can replay."""
+    return secrets.randbits(63)
 
 
 class GaussianNoise:
-    """Seeded Gaussian noise for the gradients of `parameters`, written straight into the .grad buffers.
+    """DP-SGD's Gaussian noise for the gradients of `parameters`, written straight into the .grad buffers.
 
     `start_step` makes every parameter's .grad a view of one flat buffer of fresh noise, to which the
     clipper then adds the clipped gradient sum: no separate noise tensors, no extra pass to add them.
-    (Drawing the noise on several CPU threads was tried and measured: the draw got faster, but the
-    threads' contention slowed the next forward pass by as much.)
+    The generator is re-seeded from operating-system entropy at every step, so no seed (in particular not
+    the recorded initialisation seed) predicts the noise, and no one step's noise predicts the next's.
+    `seed` makes the stream reproducible instead: for tests only; the guarantee then does not hold against
+    anyone who knows it. (Drawing the noise on several CPU threads was tried and measured: the draw got
+    faster, but the threads' contention slowed the next forward pass by as much.)
     """
 
-    def __init__(self, parameters: list[torch.Tensor], std: float, seed: int, device: str | torch.device = "cpu"):
+    def __init__(self, parameters: list[torch.Tensor], std: float, device: str | torch.device = "cpu",
+                 seed: int | None = None):
         self.parameters = parameters
         self.std = std
         total = sum(p.numel() for p in parameters)
         dtype = parameters[0].dtype if parameters else torch.float32
         self.buffer = torch.empty(total, device=device, dtype=dtype)
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.generator = torch.Generator(device=device)
+        self.reproducible = seed is not None
+        if seed is not None:
+            self.generator.manual_seed(seed)
 
     def start_step(self) -> None:
         """Sets every parameter's .grad to fresh noise."""
+        if not self.reproducible:
+            self.generator.manual_seed(fresh_seed())
         self.buffer.normal_(0.0, self.std, generator=self.generator)
         offset = 0
         for p in self.parameters:
             p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
+
+
+class PoissonSampler:
+    """Poisson subsampling (what the accountant assumes): each of n indices independently with probability
+    q at every step, from operating-system entropy (or, for tests only, a given seed)."""
+
+    def __init__(self, n: int, sample_rate: float, seed: int | None = None):
+        self.n = n
+        self.sample_rate = sample_rate
+        self.rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
+
+    def sample(self) -> np.ndarray:
+        return np.flatnonzero(self.rng.random(self.n) < self.sample_rate)
 
 
 def _expand_batch(x, batch: int):

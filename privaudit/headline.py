@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+REPRODUCIBLE_WARNING = ("TEST MODE: DP noise and sampling were seeded (dp.insecure_seed); the guarantee does not "
+                        "hold against anyone who knows the seed")
+
 
 def epsilon_headline(evidence: str, empirical: float, privacy, confidence: float = 0.95, detail: str = "") -> dict:
     """e.g. "theoretical epsilon 4.00; strongest attack (lira) shows at least 0.31 (95% confidence)".
@@ -14,6 +17,8 @@ def epsilon_headline(evidence: str, empirical: float, privacy, confidence: float
                 "theoretical_epsilon": None, "confidence": confidence, "violation": False}
     violation = empirical > privacy.epsilon
     text = f"theoretical epsilon {privacy.epsilon:.2f}; {shown}"
+    if getattr(privacy, "reproducible", False):
+        text += f" -- {REPRODUCIBLE_WARNING}"
     if violation:
         text += (" -- THE EMPIRICAL BOUND EXCEEDS THE THEORETICAL EPSILON: the DP-SGD implementation or its "
                  "accounting is broken, or the model was not trained as recorded")

@@ -30,6 +30,7 @@ from .data import TextDataset, load_dataset
 from .errors import PrivauditError
 from .headline import epsilon_headline
 from .shadows import default_cache_dir, default_workers, train_shadows
+from .manifest import AuditManifest, keyed_fingerprints, new_key
 from .source import file_source, load_source
 from .versions import package_versions, run_section
 
@@ -62,12 +63,16 @@ class MiaSettings:
 
 @dataclass
 class AuditSet:
-    """Population = audit members + audit non-members + extra population points, in that order."""
+    """Population = audit members + audit non-members + extra population points, in that order.
+
+    `key` keys the fingerprints that results carry (the manifest's key, or a throwaway one): without it, a
+    report's per-example rows cannot be matched to any text."""
 
     population: TextDataset
     n_members: int
     n_nonmembers: int
     source: str
+    key: str = field(default_factory=new_key)
 
     @property
     def n_audit(self) -> int:
@@ -78,28 +83,27 @@ class AuditSet:
         return np.r_[np.ones(self.n_members, bool), np.zeros(self.n_nonmembers, bool)]
 
 
-def audit_set_from_bundle(bundle: ModelBundle, data: str | Path | None = None) -> AuditSet:
-    """Find the bundle's recorded members and held-out examples in its data (or in `data`)."""
-    if not bundle.member_fingerprints or not bundle.heldout_fingerprints:
-        raise PrivauditError("the model records no members or no held-out examples: "
+def audit_set_from_manifest(manifest: AuditManifest, data: str | Path | None = None) -> AuditSet:
+    """Find the manifest's members and held-out examples in the training data (or in `data`)."""
+    if not manifest.member_fingerprints or not manifest.heldout_fingerprints:
+        raise PrivauditError("the audit manifest records no members or no held-out examples: "
                              "give --members and --nonmembers")
+    source = manifest.data_source
     if data is not None:
-        dataset = load_source(file_source(data, bundle.data_source.text_col if bundle.data_source else "text",
-                                          bundle.data_source.label_col if bundle.data_source else "label"))
+        dataset = load_source(file_source(data, source.text_col, source.label_col))
         where = str(data)
-    elif bundle.data_source is not None:
-        dataset, where = load_source(bundle.data_source), bundle.data_source.describe()
     else:
-        raise PrivauditError("the model records no data source: give --data")
-    member_fps = set(bundle.member_fingerprints)
-    heldout_fps = set(bundle.heldout_fingerprints) - member_fps  # a copy of a member is no non-member
-    fps = dataset.fingerprints()
+        dataset, where = load_source(source), source.describe()
+    member_fps = set(manifest.member_fingerprints)
+    heldout_fps = set(manifest.heldout_fingerprints) - member_fps  # a copy of a member is no non-member
+    fps = keyed_fingerprints(dataset, manifest.key)
     members = [i for i, f in enumerate(fps) if f in member_fps]
     nonmembers = [i for i, f in enumerate(fps) if f in heldout_fps]
     if len({fps[i] for i in members}) < len(member_fps):
         raise PrivauditError(f"{where} does not contain the model's training members "
                              f"({len({fps[i] for i in members})} of {len(member_fps)} found): give the training data with --data")
-    return AuditSet(dataset.subset(members) + dataset.subset(nonmembers), len(members), len(nonmembers), where)
+    return AuditSet(dataset.subset(members) + dataset.subset(nonmembers), len(members), len(nonmembers), where,
+                    manifest.key)
 
 
 def audit_set_from_files(members: str | Path, nonmembers: str | Path, text_col: str = "text",
@@ -115,7 +119,8 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     settings = settings or MiaSettings()
     settings.validate()
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model, settings.device)
-    audit = audit or audit_set_from_bundle(bundle)
+    if audit is None:
+        raise PrivauditError("no audit set: give the model's audit manifest, or --members and --nonmembers")
     if population is not None:
         extra = load_dataset(population)
         audit = AuditSet(audit.population + extra, audit.n_members, audit.n_nonmembers, audit.source)
@@ -155,7 +160,7 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     timings["metrics_s"] = time.perf_counter() - start
 
     strongest = strongest_bound(scores, is_member, delta, settings)
-    fingerprints = audit.population.subset(range(n_audit)).fingerprints()
+    fingerprints = keyed_fingerprints(audit.population.subset(range(n_audit)), audit.key)
     result = {
         "schema_version": SCHEMA_VERSION,
         "kind": "mia",

@@ -9,7 +9,9 @@ from .errors import PrivauditError
 
 # Learning rates that train each architecture well on intent data in the default number of epochs.
 DEFAULT_LR = {"cnn": 1e-3, "bert-tiny": 1e-3, "hf": 5e-5}
-DEFAULT_VOCAB = {"cnn": 30000, "bert-tiny": 8000}
+DEFAULT_VOCAB = {"cnn": 30000, "bert-tiny": 8000}        # learned: at most this many tokens
+DEFAULT_HASH_BUCKETS = {"cnn": 16384, "bert-tiny": 8192}  # hashed: this many ids
+VOCABULARIES = ("learned", "hashed")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -22,6 +24,9 @@ class DPSettings:
     target_epsilon: float | None = None
     delta: float | None = None  # None: chosen from the number of training examples
     accountant: str = "pld"
+    # Reproducible noise and sampling, for tests only: anyone who knows this seed can replay the noise,
+    # so a model trained with it has no guarantee against them (info and every report say so).
+    insecure_seed: int | None = None
 
 
 @dataclass
@@ -35,6 +40,9 @@ class TrainingRecipe:
     dropout: float = 0.1
     max_len: int = 64
     vocab_size: int | None = None  # None: the architecture's default
+    # "learned" from the training texts (not covered by DP) or "hashed" (data-independent);
+    # None: hashed with DP-SGD, learned without. hf:PATH models keep their own (public) tokenizer.
+    vocabulary: str | None = None
     seed: int = 0
     heldout_fraction: float = 0.5
     dp: DPSettings | None = field(default=None)
@@ -46,11 +54,24 @@ class TrainingRecipe:
     def resolved(self) -> "TrainingRecipe":
         """The same recipe with every default made explicit (what the bundle records)."""
         self.validate()
+        family = self.arch_family
+        vocabulary = self.vocabulary or ("hashed" if self.dp is not None else "learned")
+        defaults = DEFAULT_HASH_BUCKETS if vocabulary == "hashed" else DEFAULT_VOCAB
         return replace(
             self,
-            lr=self.lr if self.lr is not None else DEFAULT_LR[self.arch_family],
-            vocab_size=self.vocab_size if self.vocab_size is not None else DEFAULT_VOCAB.get(self.arch_family),
+            lr=self.lr if self.lr is not None else DEFAULT_LR[family],
+            vocabulary=None if family == "hf" else vocabulary,
+            vocab_size=self.vocab_size if self.vocab_size is not None else defaults.get(family),
         )
+
+    def vocabulary_description(self) -> str:
+        """What `info` and the reports say about where the vocabulary came from."""
+        if self.arch_family == "hf":
+            return "the pretrained model's own tokenizer (fixed before training)"
+        if self.vocabulary == "hashed":
+            return f"hashed, {self.vocab_size:,} ids: data-independent, reveals nothing about the training data"
+        covered = "NOT covered by DP-SGD's guarantee: " if self.dp is not None else ""
+        return f"learned from the training texts ({covered}its words tell members from non-members)"
 
     def validate(self) -> None:
         if self.arch not in ("cnn", "bert-tiny") and not self.arch.startswith("hf:"):
@@ -60,6 +81,10 @@ class TrainingRecipe:
                 raise PrivauditError(f"{name.replace('_', '-')} must be at least 1")
         if self.optimizer not in OPTIMIZERS:
             raise PrivauditError(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        if self.vocabulary is not None and self.vocabulary not in VOCABULARIES:
+            raise PrivauditError(f"unknown vocabulary {self.vocabulary!r} (choose from {', '.join(VOCABULARIES)})")
+        if self.vocab_size is not None and self.vocab_size < 100:
+            raise PrivauditError("vocab-size must be at least 100")
         if not 0 <= self.dropout < 1:
             raise PrivauditError("dropout must be in [0, 1)")
         if self.dp is not None:

@@ -276,6 +276,37 @@ def canary_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+def onerun_header() -> list[str]:
+    return ["one-run audit", "canaries", "Steinke et al. eps", "f-DP (Gaussian) eps [mu]", "guesses right"]
+
+
+def onerun_rows(doc: dict) -> list[list[str]]:
+    """The one-run epsilon bounds, each at 95%, next to each other (theoretical epsilon in the headline)."""
+    def row(name, audit, canaries):
+        s, g = audit["steinke"], audit["gdp"]
+        return [name, str(canaries), f"{s['epsilon']:.2f}", f"{g['epsilon']:.2f} [{g['mu']:.2f}]",
+                f"{s['correct']} / {s['guesses']}"]
+
+    rows = []
+    white = doc.get("whitebox")
+    if white is not None:
+        rows.append(row(f"white-box, every step ({white['every_step_score']})", white["every_step"], white["canaries"]))
+        rows.append(row("white-box, final weights only", white["final_weights"], white["canaries"]))
+    if doc.get("one_run") is not None:
+        rows.append(row("black-box text canaries, final model", doc["one_run"], doc["one_run"]["canaries"]))
+    return rows
+
+
+def sampling_line(doc: dict) -> str:
+    check = (doc.get("whitebox") or {}).get("sampling")
+    if check is None:
+        return ""
+    verdict = "consistent with" if check["passed"] else "NOT consistent with"
+    return (f"Sampling check: included gradient canaries were sampled {check['mean_count']:.2f} times on average "
+            f"(Poisson sampling expects {check['expected_count']:.2f}), dispersion {check['dispersion']:.2f} "
+            f"(1 expected), p = {check['p_value']:.2g}: {verdict} the Poisson sampling the accountant assumes.")
+
+
 def _canary_intro(doc: dict) -> str:
     t = doc["template"]
     return (f"Template '{t['text']}' ({t['space_size']:,} possible secrets), model `{doc['model']['arch']}` trained on "
@@ -286,7 +317,9 @@ def _canary_intro(doc: dict) -> str:
 
 def _canary_markdown(doc: dict) -> str:
     lines = ["# privaudit canary audit", "", f"**{doc['headline']['text']}**", "", _canary_intro(doc), "",
-             *_md_table(canary_header(), canary_rows(doc))]
+             *_md_table(canary_header(), canary_rows(doc)), "", *_md_table(onerun_header(), onerun_rows(doc))]
+    if sampling_line(doc):
+        lines += ["", sampling_line(doc)]
     lines += _gate_markdown(doc)
     return "\n".join(lines + [""])
 
@@ -334,6 +367,8 @@ def _canary_html(doc: dict) -> str:
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
 <p>{e(_canary_intro(doc))}</p>
 {_html_table("summary", canary_header(), canary_rows(doc))}
+{_html_table("onerun", onerun_header(), onerun_rows(doc))}
+<p id="sampling">{e(sampling_line(doc))}</p>
 {_gate_html(doc)}
 <figure><figcaption>Exposure (as a fraction of the secret's bits) and extraction rate by repeat count</figcaption>
 {canary_svg(doc)}</figure>

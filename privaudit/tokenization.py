@@ -1,12 +1,24 @@
-"""Tokenizers trained on the training texts with `tokenizers` (no hub download), and batch encoding.
+"""Vocabularies and batch encoding.
 
-`word`: lower-cased words and punctuation, one id each (the classic NLU vocabulary, for the CNN).
-`wordpiece`: a BERT-style WordPiece vocabulary with [CLS] ... [SEP] around every text (for bert-tiny).
-Both are serialised to JSON inside the model bundle. Note that the vocabulary is a function of the
-training texts and is not covered by the DP guarantee of DP-SGD, which protects the weights only.
+Learned from the training texts with `tokenizers` (no hub download):
+- `word`: lower-cased words and punctuation, one id each (the classic NLU vocabulary, for the CNN);
+- `wordpiece`: a BERT-style WordPiece vocabulary with [CLS] ... [SEP] around every text (for bert-tiny).
+A learned vocabulary is a function of the training texts, so it is not covered by DP-SGD's guarantee
+(which protects the weights): its words tell members from non-members (privaudit's `vocabulary` attack
+measures how much). So with DP-SGD the default is
+
+- `hashed`: a data-independent vocabulary (feature hashing, Weinberger et al. 2009): special tokens,
+  digits and letters have fixed ids, every other word goes to one of the remaining buckets by a keyless
+  hash. Nothing about it depends on the data; collisions cost a little accuracy, never privacy.
+
+All are serialised to JSON inside the model bundle.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
 
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -40,15 +52,80 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency:
     return tokenizer
 
 
-def tokenizer_to_json(tokenizer: Tokenizer) -> str:
+RESERVED_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
+HASHED_SPECIALS = (PAD, UNK, CLS, SEP, MASK)
+
+
+@dataclass
+class _Encoding:
+    ids: list[int]
+
+
+class HashedTokenizer:
+    """The data-independent vocabulary: BERT's normalizer and pre-tokenizer, then a fixed id per special
+    token, digit and letter (so canary secrets never collide) and blake2b(word) mod the remaining buckets.
+    Offers the part of `tokenizers.Tokenizer`'s interface privaudit uses."""
+
+    KIND = "privaudit-hashed"
+
+    def __init__(self, buckets: int, cls_sep: bool):
+        reserved = len(HASHED_SPECIALS) + len(RESERVED_CHARACTERS)
+        if buckets < 2 * reserved:
+            raise ValueError(f"a hashed vocabulary needs at least {2 * reserved} buckets")
+        self.buckets = buckets
+        self.cls_sep = cls_sep
+        self.fixed = {token: i for i, token in enumerate(HASHED_SPECIALS + tuple(RESERVED_CHARACTERS))}
+        self.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+        self.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+    def _word_id(self, word: str) -> int:
+        fixed = self.fixed.get(word)
+        if fixed is not None:
+            return fixed
+        digest = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "big")
+        return len(self.fixed) + digest % (self.buckets - len(self.fixed))
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> _Encoding:
+        words = self.pre_tokenizer.pre_tokenize_str(self.normalizer.normalize_str(text))
+        ids = [self._word_id(word) for word, _ in words]
+        if add_special_tokens and self.cls_sep:
+            ids = [self.fixed[CLS], *ids, self.fixed[SEP]]
+        return _Encoding(ids)
+
+    def encode_batch(self, texts: list[str]) -> list[_Encoding]:
+        return [self.encode(t) for t in texts]
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.fixed.get(token) if token in HASHED_SPECIALS else self._word_id(token)
+
+    def get_vocab_size(self) -> int:
+        return self.buckets
+
+    def to_str(self) -> str:
+        return json.dumps({"type": self.KIND, "buckets": self.buckets, "cls_sep": self.cls_sep})
+
+
+def hashed_tokenizer(kind: str, buckets: int) -> HashedTokenizer:
+    """The data-independent counterpart of train_tokenizer(kind, ...): the same framing ([CLS]/[SEP] for
+    wordpiece models)."""
+    return HashedTokenizer(buckets, cls_sep=(kind == "wordpiece"))
+
+
+def tokenizer_to_json(tokenizer) -> str:
     return tokenizer.to_str()
 
 
-def tokenizer_from_json(text: str) -> Tokenizer:
+def tokenizer_from_json(text: str):
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("type") == HashedTokenizer.KIND:
+        return HashedTokenizer(int(doc["buckets"]), bool(doc["cls_sep"]))
     return Tokenizer.from_str(text)
 
 
-def token_ids(tokenizer: Tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+def token_ids(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
     return [e.ids[:max_len] for e in tokenizer.encode_batch(texts)]
 
 
@@ -63,6 +140,6 @@ def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     return ids, mask
 
 
-def encode(tokenizer: Tokenizer, texts: list[str], max_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(tokenizer, texts: list[str], max_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, truncated to max_len and padded to the longest text."""
     return pad_batch(token_ids(tokenizer, texts, max_len), pad_id)

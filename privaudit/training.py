@@ -13,6 +13,7 @@ sum and divides by the expected batch size. The number of steps is epochs / q.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from .data import TextDataset, member_split
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model
 from .recipe import DPSettings, TrainingRecipe
-from .tokenization import PAD, pad_batch, token_ids, train_tokenizer
-from .dpsgd import GaussianNoise, PerExampleClipper
+from .tokenization import PAD, hashed_tokenizer, pad_batch, token_ids, train_tokenizer
+from .dpsgd import DiracRows, GaussianNoise, PerExampleClipper, PoissonSampler
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FittedModel:
     classifier: TextClassifier
     recipe: TrainingRecipe  # resolved: defaults explicit, the noise multiplier actually used
     privacy: PrivacyGuarantee | None
+    whitebox: object | None = None  # canaries.gradient.WhiteBoxAudit, when gradient canaries were inserted
 
 
 def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]) -> TextClassifier:
@@ -43,7 +45,11 @@ def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]
     family = recipe.arch_family
     if family == "hf":
         return load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
-    tokenizer = train_tokenizer("word" if family == "cnn" else "wordpiece", texts, recipe.vocab_size)
+    kind = "word" if family == "cnn" else "wordpiece"
+    if recipe.vocabulary == "hashed":  # data-independent: built without looking at `texts`
+        tokenizer = hashed_tokenizer(kind, recipe.vocab_size)
+    else:
+        tokenizer = train_tokenizer(kind, texts, recipe.vocab_size)
     pad_id = tokenizer.token_to_id(PAD)
     vocab = tokenizer.get_vocab_size()
     config = ModelConfig(arch=family, num_labels=len(labels), vocab_size=vocab, pad_id=pad_id,
@@ -98,24 +104,35 @@ def nondp_step(model, optimizer, ids, mask, targets) -> None:
 
 
 def dp_step(clipper: PerExampleClipper, noise: GaussianNoise, model, optimizer, ids, mask, targets,
-            expected_batch_size: float) -> None:
+            expected_batch_size: float, canary_rows: DiracRows | None = None, observe=None) -> None:
     """One DP-SGD step: Gaussian noise + clipped per-example gradient sum, over the expected batch size.
 
     An empty Poisson sample still takes a step: a pure-noise update, as the accountant assumes.
+    `canary_rows` are further sampled examples given as gradients (the white-box audit's canaries), clipped
+    with the batch; `observe()` runs once the privatised gradient is in p.grad, before the update.
     """
     noise.start_step()
     if len(targets):
         with clipper.capture(len(targets)):
             F.cross_entropy(model(ids, mask), targets, reduction="none").sum().backward()
-        clipper.clip_and_accumulate()
+    if len(targets) or (canary_rows is not None and len(canary_rows)):
+        clipper.clip_and_accumulate(canary_rows)
     for p in clipper.parameters:
         p.grad.div_(expected_batch_size)
+    if observe is not None:
+        observe()
     optimizer.step()
 
 
 def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: str = "cpu",
-        progress: Progress | None = None, description: str = "training") -> FittedModel:
-    """Train a fresh classifier on all of `train` with `recipe` (seeded: same inputs, same model)."""
+        progress: Progress | None = None, description: str = "training", gradient_canaries: int = 0) -> FittedModel:
+    """Train a fresh classifier on all of `train` with `recipe`.
+
+    Seeded where that is safe: initialisation and non-DP shuffling follow `recipe.seed`. DP-SGD's noise and
+    Poisson sampling come from operating-system entropy (never from the recorded seed), unless the recipe
+    sets an explicit `dp.insecure_seed` for reproducible tests. With DP-SGD, `gradient_canaries` > 0 runs
+    the white-box one-run audit (canaries.gradient) inside this training run; its result is `whitebox`.
+    """
     recipe = recipe.resolved()
     if len(train) == 0:
         raise PrivauditError("no training examples")
@@ -124,7 +141,6 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
     model = classifier.model.to(device)
     targets_all = classifier.label_ids(train.labels)
     sequences = token_ids(classifier.tokenizer, train.texts, recipe.max_len)
-    rng = np.random.default_rng(recipe.seed)
     n = len(train)
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
@@ -137,9 +153,11 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
 
     def batch(indices):
         ids, mask = pad_batch([sequences[i] for i in indices], classifier.config.pad_id)
-        return ids.to(device), mask.to(device), targets_all[torch.as_tensor(indices, device=device)]
+        return ids.to(device), mask.to(device), targets_all[torch.as_tensor(indices, device=device, dtype=torch.long)]
 
+    whitebox = None
     if recipe.dp is None:
+        rng = np.random.default_rng(recipe.seed)
         for _ in range(recipe.epochs):
             order = rng.permutation(n)
             for start in range(0, n, recipe.batch_size):
@@ -147,20 +165,34 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
                 if task is not None:
                     progress.advance(task)
     else:
-        clipper = PerExampleClipper(model, recipe.dp.max_grad_norm)
-        noise = GaussianNoise(clipper.parameters, recipe.dp.noise_multiplier * recipe.dp.max_grad_norm,
-                              recipe.seed, device)
+        from privaudit.canaries.gradient import GradientCanaries
+
+        dp = recipe.dp
+        seed = dp.insecure_seed  # None: operating-system entropy, the only choice that keeps the guarantee
+        clipper = PerExampleClipper(model, dp.max_grad_norm)
+        noise = GaussianNoise(clipper.parameters, dp.noise_multiplier * dp.max_grad_norm, device, seed)
         sample_rate = recipe.batch_size / n
+        canaries = None
+        if gradient_canaries:
+            canaries = GradientCanaries(clipper.parameters, gradient_canaries, dp.max_grad_norm, dp.noise_multiplier,
+                                        sample_rate, sample_rate * n, None if seed is None else seed + 2)
+        # Included gradient canaries are examples n, n+1, ...: the trainer's own sampler draws them.
+        sampler = PoissonSampler(n + (canaries.n_included if canaries else 0), sample_rate,
+                                 None if seed is None else seed + 1)
         try:
             for _ in range(total_steps):
-                indices = np.flatnonzero(rng.random(n) < sample_rate)
-                dp_step(clipper, noise, model, optimizer, *batch(indices), sample_rate * n)
+                indices = sampler.sample()
+                rows = canaries.rows(indices[indices >= n] - n) if canaries else None
+                dp_step(clipper, noise, model, optimizer, *batch(indices[indices < n]), sample_rate * n, rows,
+                        canaries.observe if canaries else None)
                 if task is not None:
                     progress.advance(task)
         finally:
             clipper.close()
+        if canaries is not None:
+            whitebox = canaries.finish(dp.delta)
     model.eval()
-    return FittedModel(classifier, recipe, privacy)
+    return FittedModel(classifier, recipe, privacy, whitebox)
 
 
 def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[TrainingRecipe, PrivacyGuarantee]:
@@ -185,9 +217,14 @@ class TargetModel:
 
 
 def train_target(data: TextDataset, recipe: TrainingRecipe, device: str = "cpu",
-                 progress: Progress | None = None) -> TargetModel:
+                 progress: Progress | None = None, split_seed: int | None = None) -> TargetModel:
+    """Split `data` into members and a held-out pool, and train on the members.
+
+    The split is drawn from operating-system entropy unless `split_seed` is given: the recorded --seed must
+    not let whoever holds the model and the data file recompute who was a member."""
     recipe.validate()
-    members, heldout = member_split(len(data), recipe.heldout_fraction, recipe.seed)
+    seed = split_seed if split_seed is not None else secrets.randbits(64)
+    members, heldout = member_split(len(data), recipe.heldout_fraction, seed)
     labels = data.label_names
     train, pool = data.subset(members), data.subset(heldout)
     if len(train.label_names) < 2:

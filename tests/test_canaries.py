@@ -6,7 +6,6 @@ import pytest
 from privaudit.attacks.modiva import modiva_extract
 from privaudit.canaries.exposure import exact_exposure, extrapolated_exposure
 from privaudit.canaries.generate import plan_canaries
-from privaudit.canaries.onerun import epsilon_lower_bound, one_run_audit
 from privaudit.canaries.templates import parse_template
 from privaudit.data import TextDataset
 from privaudit.demo import demo_dataset
@@ -46,7 +45,7 @@ def test_plan_gives_shared_template_canaries_different_labels():
     for text, label in plan.decoys:
         assert text.startswith("my pin code is")
     row = exposure[0].to_dict(show_secret=False)
-    assert row["secret"] is None and row["text"] is None and len(row["secret_hash"]) == 16
+    assert row["secret"] is None and row["text"] is None and "secret_hash" not in row  # brute-forceable
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -93,18 +92,6 @@ def test_exposure_exact_and_extrapolated_agree(memorising_model):
     estimate = extrapolated_exposure(classifier, t, probe, "Secret", samples=4000)
     assert exact.exposure < 10
     assert abs(estimate.exposure - exact.exposure) < 1.5  # the skew-normal fit's stated tolerance, in bits
-
-
-def test_one_run_bound_known_values_and_validity():
-    assert epsilon_lower_bound(10, 20, 100, 1e-5, 0.05) == 0.0  # coin-flip accuracy proves nothing
-    strong = epsilon_lower_bound(50, 50, 100, 1e-5, 0.05)
-    # all 50 right: rejected while p^50 <= 0.05 - 2e-3, i.e. p <= 0.94, eps <= log(p / (1 - p))
-    p = (0.05 - 2 * 100 * 1e-5) ** (1 / 50)
-    assert strong == pytest.approx(np.log(p / (1 - p)), abs=1e-4)
-    rng = np.random.default_rng(3)
-    false_positives = sum(one_run_audit(rng.normal(size=100), rng.random(100) < 0.5, 1e-5)["epsilon"] > 0
-                          for _ in range(100))
-    assert false_positives <= 8
 
 
 def test_cli_canary_demo_gate_and_report(run_cli, tmp_path):

@@ -3,11 +3,12 @@
 import json
 import xml.etree.ElementTree as ET
 
+import shutil
+
 import numpy as np
 import pytest
 
 from privaudit.api import mia, train
-from privaudit.bundle import save_bundle
 from privaudit.errors import PrivauditError
 from privaudit.gate import Thresholds
 from privaudit.mia import MiaSettings
@@ -25,7 +26,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def leaky_model(workdir):
     path = workdir / "cnn.pt"
-    save_bundle(train(SMALL, TrainingRecipe(epochs=15, seed=3)), path)
+    train(SMALL, TrainingRecipe(epochs=15, seed=3), out=path, split_seed=3)
     return path
 
 
@@ -62,7 +63,7 @@ def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, 
 def test_dp_model_leaks_less_than_its_guarantee(workdir):
     recipe = TrainingRecipe(epochs=15, seed=3, dp=DPSettings(target_epsilon=1.0))
     path = workdir / "dp.pt"
-    save_bundle(train(SMALL, recipe), path)
+    train(SMALL, recipe, out=path)
     result = mia(path, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200))
     head = result["headline"]
     assert head["theoretical_epsilon"] <= 1.0
@@ -121,14 +122,10 @@ def test_unknown_labels_and_empty_population_are_user_errors(run_cli, leaky_mode
     assert code == 2 and "no examples" in err
 
 
-def test_bundle_without_members_needs_member_files(leaky_model, tmp_path):
-    from privaudit.bundle import load_bundle
-
-    bundle = load_bundle(leaky_model)
-    bundle.member_fingerprints = []
-    path = tmp_path / "nomembers.pt"
-    save_bundle(bundle, path)
-    with pytest.raises(PrivauditError, match="give --members and --nonmembers"):
+def test_model_without_its_manifest_needs_member_files(leaky_model, tmp_path):
+    path = tmp_path / "shipped.pt"
+    shutil.copy(leaky_model, path)  # the model file alone, as it ships
+    with pytest.raises(PrivauditError, match="--members and --nonmembers"):
         mia(path, MiaSettings(attack="loss", shadows=0))
 
 

@@ -3,7 +3,6 @@
 import pytest
 
 from privaudit.api import mia, train
-from privaudit.bundle import save_bundle
 from privaudit.mia import MiaSettings
 from privaudit.recipe import DPSettings, TrainingRecipe
 
@@ -18,7 +17,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def snips_cnn(snips_train, tmp_path_factory):
     path = tmp_path_factory.mktemp("snips") / "cnn.pt"
-    save_bundle(train(snips_train, TrainingRecipe(arch="cnn", epochs=20)), path)
+    train(snips_train, TrainingRecipe(arch="cnn", epochs=20), out=path)
     return path
 
 
@@ -40,7 +39,7 @@ def test_rmia_with_2_references_beats_offline_lira_with_2_shadows(snips_cnn, cac
 
 def test_dp_model_at_epsilon_1_leaks_less_than_promised(snips_train, tmp_path, cache):
     path = tmp_path / "dp.pt"
-    save_bundle(train(snips_train, TrainingRecipe(arch="cnn", epochs=20, dp=DPSettings(target_epsilon=1.0))), path)
+    train(snips_train, TrainingRecipe(arch="cnn", epochs=20, dp=DPSettings(target_epsilon=1.0)), out=path)
     result = mia(path, MiaSettings(attack="rmia", shadows=4, cache_dir=cache))
     head = result["headline"]
     assert head["theoretical_epsilon"] <= 1.0

@@ -1,11 +1,16 @@
+import json
 import os
 import pickle
+import zipfile
 
+import numpy as np
 import pytest
 import torch
 
-from privaudit.api import train
+from privaudit.api import save_model, train
 from privaudit.bundle import load_bundle, save_bundle
+from privaudit.manifest import load_manifest, manifest_path
+from privaudit.training import train_target
 from privaudit.errors import PrivauditError
 from privaudit.fileio import atomic_path
 from privaudit.recipe import DPSettings, TrainingRecipe
@@ -16,27 +21,48 @@ SMALL = demo_source(size=700, seed=5)
 
 @pytest.fixture(scope="module")
 def cnn_bundle():
-    return train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=1))
+    return train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=1), split_seed=1)
 
 
 def test_bundle_round_trip_gives_the_same_model(cnn_bundle, tmp_path):
     path = tmp_path / "m.pt"
-    save_bundle(cnn_bundle, path)
+    save_model(cnn_bundle, path)
     loaded = load_bundle(path)
     texts = load_source(SMALL).texts[:50]
     torch.testing.assert_close(loaded.classifier.logits(texts), cnn_bundle.classifier.logits(texts))
     assert loaded.recipe == cnn_bundle.recipe
-    assert loaded.data_source == SMALL
-    assert loaded.member_fingerprints == cnn_bundle.member_fingerprints
-    assert len(loaded.member_fingerprints) == len(loaded.heldout_fingerprints) == 350
-    assert not set(loaded.member_fingerprints) & set(loaded.heldout_fingerprints)
+    assert loaded.training_examples == 350 and loaded.manifest is None
+    manifest = load_manifest(manifest_path(path), path)
+    assert manifest.data_source == SMALL
+    assert len(manifest.member_fingerprints) == len(manifest.heldout_fingerprints) == 350
+    assert not set(manifest.member_fingerprints) & set(manifest.heldout_fingerprints)
     assert loaded.metrics["train_accuracy"] > 0.8
-    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"], "no temporary file left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.audit.json", "m.pt"], "no temporary file left behind"
+
+
+def test_model_file_carries_no_membership(cnn_bundle, tmp_path):
+    """Nothing in the shipped file identifies a member: no fingerprint (keyed or the old unkeyed kind), no
+    data hash, no key, no split seed that would replay the member/held-out split."""
+    path = tmp_path / "m.pt"
+    save_model(cnn_bundle, path)
+    manifest = load_manifest(manifest_path(path))
+    with zipfile.ZipFile(path) as archive:
+        content = b"".join(archive.read(name) for name in archive.namelist()).decode("latin-1")
+    data = load_source(SMALL)
+    assert manifest.key not in content
+    assert not any(fp in content for fp in manifest.member_fingerprints + data.fingerprints())
+    assert "split" not in json.dumps(cnn_bundle.recipe.to_dict())
+
+
+def test_member_split_is_secret_unless_seeded():
+    data = load_source(SMALL)
+    splits = [train_target(data, TrainingRecipe(epochs=1), split_seed=s).member_indices for s in (None, None, 3, 3)]
+    assert not np.array_equal(splits[0], splits[1]) and np.array_equal(splits[2], splits[3])
 
 
 def test_training_is_deterministic_under_seed(cnn_bundle):
-    again = train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=1))
-    other = train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=2))
+    again = train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=1), split_seed=1)
+    other = train(SMALL, TrainingRecipe(arch="cnn", epochs=3, seed=2), split_seed=1)
     a, b, c = (x.classifier.model.state_dict() for x in (cnn_bundle, again, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
