@@ -10,10 +10,12 @@ from .lira import lira_offline, lira_online
 from .loss import loss_attack
 from .rmia import rmia_offline, rmia_online
 from .shokri import shokri_attack
+from .vocabulary import vocabulary_attack
 
 #: name -> (attack, needs shadow models). "lira" is online LiRA with per-example variances.
 ATTACKS: dict[str, tuple[Attack, bool]] = {
     "loss": (loss_attack, False),
+    "vocabulary": (vocabulary_attack, False),
     "shadow": (shokri_attack, True),
     "lira": (lira_online, True),
     "lira-fixed": (partial(lira_online, fixed_variance=True), True),

@@ -21,6 +21,9 @@ class AttackInputs:
     shadow_logits: np.ndarray   # (K, N, C) logits of K shadow/reference models (K may be 0)
     shadow_in: np.ndarray       # (K, N) bool: example n was in shadow k's training set
     reference_points: np.ndarray  # indices of population points z (non-members) for pairwise attacks
+    # (N,) how badly the target's own tokenizer covers each text (tokenization.vocabulary_misses); None: not
+    # computed. A vocabulary learned from the training texts covers members better than anyone else.
+    vocabulary_misses: np.ndarray | None = None
 
     @property
     def num_shadows(self) -> int:

@@ -5,8 +5,11 @@ and may see every noisy update (Nasr et al. 2023, "Tight auditing of differentia
 learning"; one run: Steinke, Nasr, Jagielski 2023; random-direction canaries: Andrew et al. 2024).
 privaudit trains the model it audits, so it can be that adversary:
 
-- m **Dirac canaries**: coordinate j_i of the model's parameters (chosen at random among all trainable
-  coordinates), whose gradient is M e_{j_i} with M = 10 C: a correct DP-SGD must clip it to C;
+- m **Dirac canaries**: coordinate j_i of the model's parameters, whose gradient is M e_{j_i} with
+  M = 10 C: a correct DP-SGD must clip it to C. The adversary of DP's definition knows every other
+  training example, so it may put its canaries where no real example's gradient ever lands (Nasr et
+  al. pick the least-updated coordinates): privaudit's trainer offers the embedding rows of token ids
+  that no training text uses, and the rest are drawn at random among all trainable coordinates;
 - each canary is in the training set with probability 1/2 (secret, from operating-system entropy), and
   an included canary is Poisson-sampled by the trainer's own sampler like any example, then clipped by
   its own clipper: the audit sees the implementation's sampling and clipping, not a re-implementation;
@@ -14,19 +17,20 @@ privaudit trains the model it audits, so it can be that adversary:
   x_t = g_t[j] E / C (E the expected batch size): 1 for a sampled canary, plus noise of std sigma and the
   real examples' small contribution to that coordinate.
 
-Scores (higher = "included"):
-- `steps` (every step observed): the log-likelihood ratio of the Poisson-subsampled Gaussian
-  mechanism that the accountant assumes, sum_t log(1 - q + q exp((x_t - 1/2) / sigma^2)): the most
-  powerful test against that mechanism (Neyman-Pearson);
-- `steps-range`: max_t x_t - min_t x_t: noise that does not change between steps (a reused draw)
-  leaves a sampled canary's unit steps in plain sight;
-- `final` (final weights only): -(theta_T[j] - theta_0[j]).
-The one-run analyses (onerun.py) turn each score into epsilon lower bounds; the white-box bound is the
-best over the every-step scores, Bonferroni-corrected over them.
+Scores (higher = "included"), each turned into epsilon lower bounds by the one-run analyses (onerun.py):
+- every step observed: the log-likelihood ratio of the Poisson-subsampled Gaussian mechanism,
+  sum_t log(1 - q + q exp((x_t - 1/2) / s^2)), the most powerful test against that mechanism
+  (Neyman-Pearson). s is the noise the adversary sees, measured at the first step (1.4826 x the median
+  absolute deviation over all canary coordinates): sigma for a correct DP-SGD; for one whose noise is
+  smaller than accounted, the test of the mechanism that actually ran;
+- final weights only: -(theta_T[j] - theta_0[j]).
 
-Not an adversary's view but the trainer's own book-keeping: a **sampling check** compares how often
-each included canary was sampled with Binomial(T, q). Fixed-size shuffled batches (every example
-exactly once per epoch) pass for Poisson sampling in no one-run bound, but fail this check at once.
+Two implementation checks complete the bound, each a property the accountant assumes:
+- **noise freshness** (what the adversary sees): the correlation between consecutive steps' observed
+  noise, about 0 for fresh draws, about 1 for a draw reused across steps;
+- **sampling** (the trainer's own book-keeping): how often each included canary was sampled, against
+  Binomial(T, q). Fixed-size shuffled batches (every example exactly once per epoch) pass for Poisson
+  sampling in no one-run bound, but fail this check at once.
 
 For a training loop other than privaudit's (e.g. Opacus), `attach_to_opacus` inserts the same canaries
 through Opacus's own per-sample gradients and clipping; sampling them is then the audit's own job.
@@ -34,7 +38,6 @@ through Opacus's own per-sample gradients and clipping; sampling them is then th
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import asdict, dataclass, field
 
@@ -47,7 +50,9 @@ from privaudit.dpsgd import DiracRows
 from .onerun import OneRunAudit, one_run_audit
 
 CANARY_MAGNITUDE = 10.0  # the canary gradient's norm, in units of the clipping norm C
-STEP_SCORES = ("steps", "steps-range")
+# Fresh Gaussian noise gives consecutive steps' observations a correlation of about 0 (plus what real
+# gradients on non-quiet coordinates share between steps); a reused draw gives about 1.
+FRESHNESS_LIMIT = 0.5
 
 
 @dataclass
@@ -65,26 +70,50 @@ class SamplingCheck:
 
 
 @dataclass
+class NoiseCheck:
+    """Correlation of the observed noise between consecutive steps, over every canary coordinate."""
+
+    correlation: float
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class WhiteBoxAudit:
     canaries: int
     steps: int
+    observed_noise: float | None     # the noise multiplier the adversary measured
     confidence: float
     delta: float
-    every_step: OneRunAudit          # the best every-step score (Bonferroni over STEP_SCORES)
-    every_step_score: str
+    every_step: OneRunAudit
     final_weights: OneRunAudit
     sampling: SamplingCheck
-    by_score: dict = field(default_factory=dict)
+    noise: NoiseCheck
 
     @property
     def epsilon(self) -> float:
         return self.every_step.epsilon
 
+    def failures(self, theoretical_epsilon: float) -> list[str]:
+        """What this audit says is wrong with the DP-SGD that ran (empty when nothing is)."""
+        out = []
+        if self.epsilon > theoretical_epsilon:
+            out.append(f"white-box bound {self.epsilon:.2f} above the theoretical epsilon {theoretical_epsilon:.2f}")
+        if not self.sampling.passed:
+            out.append(f"sampling check failed: canaries were sampled {self.sampling.dispersion:.2f}x as variably as "
+                       f"Poisson sampling at the accounted rate (p = {self.sampling.p_value:.1e})")
+        if not self.noise.passed:
+            out.append(f"noise check failed: consecutive steps' noise correlates {self.noise.correlation:.2f} "
+                       f"(fresh noise: about 0)")
+        return out
+
     def to_dict(self) -> dict:
-        return {"canaries": self.canaries, "steps": self.steps, "confidence": self.confidence, "delta": self.delta,
-                "epsilon": self.epsilon, "every_step_score": self.every_step_score,
+        return {"canaries": self.canaries, "steps": self.steps, "observed_noise": self.observed_noise,
+                "confidence": self.confidence, "delta": self.delta, "epsilon": self.epsilon,
                 "every_step": self.every_step.to_dict(), "final_weights": self.final_weights.to_dict(),
-                "sampling": self.sampling.to_dict(), "by_score": {k: v.to_dict() for k, v in self.by_score.items()}}
+                "sampling": self.sampling.to_dict(), "noise": self.noise.to_dict()}
 
 
 class GradientCanaries:
@@ -98,8 +127,10 @@ class GradientCanaries:
     and once at the end `canaries.finish(delta)`.
     """
 
-    def __init__(self, parameters: list[torch.Tensor], count: int, max_grad_norm: float, noise_multiplier: float,
-                 sample_rate: float, expected_batch_size: float, seed: int | None = None):
+    def __init__(self, parameters: list[torch.Tensor], count: int, max_grad_norm: float, sample_rate: float,
+                 expected_batch_size: float, seed: int | None = None, quiet: np.ndarray | None = None):
+        """`quiet`: positions in the concatenation of `parameters` that no real example's gradient touches;
+        canaries go there first (any choice made without looking at the inclusion bits keeps the audit valid)."""
         if count < 2:
             raise ValueError("a one-run audit needs at least 2 gradient canaries")
         self.parameters = list(parameters)
@@ -108,20 +139,25 @@ class GradientCanaries:
             raise ValueError(f"{count} gradient canaries need as many coordinates; the model has {sizes.sum()}")
         self.rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
         offsets = np.r_[0, np.cumsum(sizes)]
-        flat = np.sort(self.rng.choice(int(sizes.sum()), size=count, replace=False))
+        quiet = np.unique(np.asarray(quiet if quiet is not None else [], dtype=np.int64))
+        chosen = self.rng.choice(quiet, size=min(count, len(quiet)), replace=False)
+        if len(chosen) < count:
+            rest = np.setdiff1d(np.arange(int(sizes.sum())), chosen, assume_unique=True)
+            chosen = np.r_[chosen, self.rng.choice(rest, size=count - len(chosen), replace=False)]
+        flat = np.sort(chosen)
         self.param_index = np.searchsorted(offsets, flat, side="right") - 1
         self.local_index = flat - offsets[self.param_index]
         self.included = self.rng.random(count) < 0.5
         self.included_ids = np.flatnonzero(self.included)
         self.max_grad_norm = max_grad_norm
-        self.sigma = noise_multiplier
         self.sample_rate = sample_rate
         self.expected_batch_size = expected_batch_size
         self.initial = self._read(lambda p: p.detach())
         self.llr = np.zeros(count)
-        self.x_max = np.full(count, -np.inf)
-        self.x_min = np.full(count, np.inf)
+        self._previous: np.ndarray | None = None
+        self._pairs = np.zeros(6)  # n, sum x, sum y, sum x^2, sum y^2, sum xy over consecutive steps
         self.sampled_counts = np.zeros(count, dtype=np.int64)
+        self.observed_sigma: float | None = None
         self.steps = 0
 
     @property
@@ -146,10 +182,15 @@ class GradientCanaries:
     def observe(self) -> None:
         """Read the privatised gradient at every canary's coordinate (call after noise and scaling)."""
         x = self._read(lambda p: p.grad) * (self.expected_batch_size / self.max_grad_norm)
+        if self.observed_sigma is None:
+            mad = float(np.median(np.abs(x - np.median(x))))
+            self.observed_sigma = max(1.4826 * mad, 1e-6)
         with np.errstate(over="ignore"):
-            self.llr += np.log1p(self.sample_rate * np.expm1((x - 0.5) / self.sigma**2))
-        self.x_max = np.maximum(self.x_max, x)
-        self.x_min = np.minimum(self.x_min, x)
+            self.llr += np.log1p(self.sample_rate * np.expm1((x - 0.5) / self.observed_sigma**2))
+        if self._previous is not None:
+            y = self._previous
+            self._pairs += (len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
+        self._previous = x
         self.steps += 1
 
     def _read(self, tensor_of) -> np.ndarray:
@@ -162,18 +203,23 @@ class GradientCanaries:
 
     def finish(self, delta: float, confidence: float = 0.95) -> WhiteBoxAudit:
         final = -(self._read(lambda p: p.detach()) - self.initial)
-        # A canary whose score is not finite (an update that overflowed) is as "included" as it gets.
-        scores = {"steps": self.llr, "steps-range": self.x_max - self.x_min}
-        scores = {k: np.nan_to_num(v, nan=np.inf, posinf=np.finfo(float).max) for k, v in scores.items()}
-        each = 1 - (1 - confidence) / len(STEP_SCORES)
-        by_score = {name: one_run_audit(s, self.included, delta, each) for name, s in scores.items()}
-        best = max(STEP_SCORES, key=lambda n: (by_score[n].steinke.epsilon, by_score[n].gdp.epsilon))
+        # A score that overflowed (an update far larger than any correct DP-SGD makes) is as "included" as it gets.
+        every_step = np.nan_to_num(self.llr, nan=np.inf, posinf=np.finfo(float).max)
         return WhiteBoxAudit(
-            canaries=self.count, steps=self.steps, confidence=confidence, delta=delta,
-            every_step=by_score[best], every_step_score=best,
+            canaries=self.count, steps=self.steps, observed_noise=self.observed_sigma, confidence=confidence,
+            delta=delta, every_step=one_run_audit(every_step, self.included, delta, confidence),
             final_weights=one_run_audit(np.nan_to_num(final), self.included, delta, confidence),
-            sampling=self.sampling_check(), by_score=by_score,
+            sampling=self.sampling_check(), noise=self.noise_check(),
         )
+
+    def noise_check(self) -> NoiseCheck:
+        n, sx, sy, sxx, syy, sxy = self._pairs
+        if n < 2:
+            return NoiseCheck(float("nan"), True)
+        cov = sxy / n - (sx / n) * (sy / n)
+        var = (sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2)
+        correlation = float(cov / np.sqrt(var)) if var > 0 else 1.0  # no variation at all: nothing is fresh
+        return NoiseCheck(correlation, correlation <= FRESHNESS_LIMIT)
 
     def sampling_check(self, level: float = 1e-3) -> SamplingCheck:
         counts = self.sampled_counts[self.included_ids]
@@ -197,10 +243,11 @@ def attach_to_opacus(optimizer, canaries: GradientCanaries) -> None:
     def clip_with_canaries():
         rows = canaries.rows(canaries.sample())
         for k, p in enumerate(optimizer.params):
+            samples = optimizer._get_flat_grad_sample(p)
             mine = (rows.param == k).nonzero().flatten()
-            extra = torch.zeros((len(rows), p.numel()), dtype=p.grad_sample.dtype, device=p.grad_sample.device)
+            extra = torch.zeros((len(rows), p.numel()), dtype=samples.dtype, device=samples.device)
             extra[mine, rows.index[mine]] = rows.magnitude[mine].to(extra)
-            p.grad_sample = torch.cat([p.grad_sample, extra.view(len(rows), *p.shape)])
+            p.grad_sample = torch.cat([samples, extra.view(len(rows), *p.shape)])
         clip_and_accumulate()
 
     def observed_pre_step(*args, **kwargs):
@@ -213,6 +260,15 @@ def attach_to_opacus(optimizer, canaries: GradientCanaries) -> None:
     optimizer.pre_step = observed_pre_step
 
 
-def gradient_canary_count(parameters, requested: int) -> int:
-    """`requested`, or fewer for a model with fewer coordinates than that (a canary per coordinate)."""
-    return int(min(requested, max(2, math.floor(sum(p.numel() for p in parameters) / 2))))
+
+def unused_embedding_coordinates(parameters: list[torch.Tensor], embedding: torch.Tensor,
+                                 used_ids: set[int]) -> np.ndarray:
+    """Positions, in the concatenation of `parameters`, of the embedding rows whose ids are not in
+    `used_ids`: no training text looks them up, so no real gradient ever reaches them."""
+    offset = 0
+    for p in parameters:
+        if p is embedding:
+            rows = np.setdiff1d(np.arange(p.shape[0]), np.fromiter(used_ids, dtype=np.int64))
+            return (offset + rows[:, None] * p.shape[1] + np.arange(p.shape[1])[None, :]).reshape(-1)
+        offset += p.numel()
+    return np.zeros(0, dtype=np.int64)

@@ -30,9 +30,11 @@ from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 from scipy.stats import binom, norm
 
-# Fractions of the canaries guessed on each side (k = fraction * m / 2): small k for strong signals,
-# large k for weak ones. Each analysis pays a Bonferroni correction over these.
-GUESS_FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.5)
+# Fractions of the canaries guessed on each side (k = fraction * m / 2): small k for strong signals and
+# many canaries, large k for weak signals. Each analysis pays a Bonferroni correction over the distinct k
+# of at least MIN_GUESSES (fewer guesses prove little and would only cost correction).
+GUESS_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
+MIN_GUESSES = 10
 EPSILON_CEILING = 50.0
 
 
@@ -146,14 +148,9 @@ def guess_counts(scores: np.ndarray, included: np.ndarray, fractions=GUESS_FRACT
     """(r, v) for each guess fraction: top k guessed in, bottom k guessed out."""
     m = len(scores)
     order = np.argsort(-scores, kind="mergesort")
-    out = []
-    for fraction in fractions:
-        k = min(m // 2, max(1, int(round(fraction * m / 2))))
-        if k == 0:
-            continue
-        correct = int(included[order[:k]].sum() + (~included[order[-k:]]).sum())
-        out.append((2 * k, correct))
-    return list(dict.fromkeys(out))  # the same k from two fractions is one test, not two
+    ks = sorted({min(m // 2, max(1, int(round(fraction * m / 2)))) for fraction in fractions} - {0})
+    ks = [k for k in ks if k >= MIN_GUESSES] or ks[-1:]
+    return [(2 * k, int(included[order[:k]].sum() + (~included[order[-k:]]).sum())) for k in ks]
 
 
 def one_run_audit(scores, included, delta: float, confidence: float = 0.95,

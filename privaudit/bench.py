@@ -82,7 +82,7 @@ def _timed(fn, device: str) -> float:
 
 
 def bench_whitebox(epsilons: list[float], data: str | Path | None = None, arch: str = "cnn", epochs: int = 20,
-                   gradient_canaries: int = 5000, device: str = "cpu", progress=None) -> list[dict]:
+                   gradient_canaries: int = 100_000, device: str = "cpu", progress=None) -> list[dict]:
     """`privaudit bench whitebox`: for each theoretical epsilon, one DP-SGD training (the recipe of
     `privaudit train --dp --target-epsilon E`, on the members of a half split) with the white-box
     gradient-canary audit; its bounds next to the theoretical epsilon, with the wall time."""

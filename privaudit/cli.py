@@ -145,7 +145,7 @@ def mia(
     demo: bool = typer.Option(False, "--demo", help="Audit a model trained on the built-in demo data set."),
     base_model: Optional[Path] = typer.Option(None, help="For a Hugging Face directory: the checkpoint it was "
                                                          "fine-tuned from, to train shadow models from."),
-    attack: str = typer.Option("lira", help="Primary attack (the gate uses it): loss, shadow, lira, lira-fixed, "
+    attack: str = typer.Option("lira", help="Primary attack (the gate uses it): loss, vocabulary, shadow, lira, lira-fixed, "
                                             "lira-offline, lira-offline-fixed, rmia, rmia-offline. All are computed "
                                             "and shown."),
     shadows: int = typer.Option(16, help="Shadow/reference models (trained with the model's own recipe)."),
@@ -248,8 +248,8 @@ def canary(
     delta: Optional[float] = typer.Option(None),
     insecure_dp_seed: Optional[int] = typer.Option(None, help="TESTS ONLY: seed DP-SGD's noise and sampling "
                                                    "(reproducible, but no guarantee against whoever knows the seed)."),
-    gradient_canaries: int = typer.Option(5000, help="With --dp: Dirac gradient canaries for the white-box "
-                                                     "one-run audit (0: none)."),
+    gradient_canaries: int = typer.Option(100_000, help="With --dp: Dirac gradient canaries for the white-box "
+                                                       "one-run audit (0: none; at most the model's coordinates)."),
     max_exposure: Optional[float] = typer.Option(None, help="Exit 1 if any canary's exposure (bits) exceeds this."),
     max_extraction_rate: Optional[float] = typer.Option(None, help="Exit 1 if any extraction rate exceeds this."),
     max_empirical_epsilon: Optional[float] = typer.Option(None, help="Exit 1 if the one-run bound exceeds this."),
@@ -275,6 +275,10 @@ def canary(
     settings = CanarySettings(insert, repeats, template, label, decoys, audit_canaries, seed, show_secrets,
                               gradient_canaries=gradient_canaries)
     recipe = None
+    if model is not None and dp_settings is not None:
+        # Never train silently without the DP asked for: with --model, the model's own recipe decides.
+        raise PrivauditError("--model retrains with that model's own recipe (DP settings included); drop the DP "
+                             "options, or give --data with --dp instead of --model")
     if model is None:
         recipe = TrainingRecipe(arch, epochs, batch_size, lr, dropout=dropout, seed=seed, dp=dp_settings)
     thresholds = {"max_exposure": max_exposure, "max_extraction_rate": max_extraction_rate,
@@ -393,7 +397,7 @@ def bench_whitebox(
     data: Optional[Path] = typer.Option(None, help="Data file (default: the built-in demo data set)."),
     arch: str = typer.Option("cnn"),
     epochs: int = typer.Option(20),
-    gradient_canaries: int = typer.Option(5000),
+    gradient_canaries: int = typer.Option(100_000),
     device: str = typer.Option("auto"),
 ) -> None:
     """White-box one-run DP audit (gradient canaries) at several theoretical epsilons: bounds and time."""

@@ -32,6 +32,7 @@ from .headline import epsilon_headline
 from .shadows import default_cache_dir, default_workers, train_shadows
 from .manifest import AuditManifest, keyed_fingerprints, new_key
 from .source import file_source, load_source
+from .tokenization import vocabulary_misses
 from .versions import package_versions, run_section
 
 SCHEMA_VERSION = 1
@@ -147,7 +148,8 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     n_audit = audit.n_audit
     extra_points = np.arange(n_audit, len(audit.population))
     inputs = AttackInputs(labels, target_logits, shadow_logits, shadow_in,
-                          reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit))
+                          reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
+                          vocabulary_misses=vocabulary_misses(classifier.tokenizer, audit.population.texts))
     names = [name for name, (_, needs) in ATTACKS.items() if needs_shadows or not needs]
     scores = {name: ATTACKS[name][0](inputs)[:n_audit] for name in names}
     timings["scoring_s"] = time.perf_counter() - start
@@ -168,6 +170,7 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
             "path": None if isinstance(model, ModelBundle) else str(model),
             "arch": bundle.recipe.arch,
             "recipe": bundle.recipe.to_dict(),
+            "vocabulary": bundle.recipe.vocabulary_description(),
             "data": audit.source,
             "metrics": bundle.metrics,
         },

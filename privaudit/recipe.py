@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from .errors import PrivauditError
@@ -10,7 +11,6 @@ from .errors import PrivauditError
 # Learning rates that train each architecture well on intent data in the default number of epochs.
 DEFAULT_LR = {"cnn": 1e-3, "bert-tiny": 1e-3, "hf": 5e-5}
 DEFAULT_VOCAB = {"cnn": 30000, "bert-tiny": 8000}        # learned: at most this many tokens
-DEFAULT_HASH_BUCKETS = {"cnn": 16384, "bert-tiny": 8192}  # hashed: this many ids
 VOCABULARIES = ("learned", "hashed")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -56,13 +56,23 @@ class TrainingRecipe:
         self.validate()
         family = self.arch_family
         vocabulary = self.vocabulary or ("hashed" if self.dp is not None else "learned")
-        defaults = DEFAULT_HASH_BUCKETS if vocabulary == "hashed" else DEFAULT_VOCAB
+        vocab_size = self.vocab_size
+        if vocab_size is None and vocabulary == "learned":
+            vocab_size = DEFAULT_VOCAB.get(family)  # hashed: sized for the data set by with_hash_buckets
         return replace(
             self,
             lr=self.lr if self.lr is not None else DEFAULT_LR[family],
             vocabulary=None if family == "hf" else vocabulary,
-            vocab_size=self.vocab_size if self.vocab_size is not None else defaults.get(family),
+            vocab_size=vocab_size,
         )
+
+    def with_hash_buckets(self, n_examples: int) -> "TrainingRecipe":
+        """A resolved recipe whose hashed vocabulary has its size: given, or 2^ceil(log2 N) ids within
+        [1024, 16384]. It depends on the number of training examples (public: DP-SGD's sample rate is
+        batch / N), never on their content; small data sets get a small embedding table to noise."""
+        if self.vocabulary != "hashed" or self.vocab_size is not None:
+            return self
+        return replace(self, vocab_size=int(min(16384, max(1024, 2 ** math.ceil(math.log2(max(1, n_examples)))))))
 
     def vocabulary_description(self) -> str:
         """What `info` and the reports say about where the vocabulary came from."""

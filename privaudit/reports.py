@@ -127,6 +127,10 @@ def _gate_html(doc: dict) -> str:
             f"<th>value</th><th>limit</th><th>result</th></tr>{rows}</table>")
 
 
+def _vocabulary(doc: dict) -> str:
+    return doc["model"].get("vocabulary", "not recorded")
+
+
 def _mia_markdown(doc: dict) -> str:
     s = doc["audit_set"]
     lines = [
@@ -134,7 +138,8 @@ def _mia_markdown(doc: dict) -> str:
         "",
         f"**{doc['headline']['text']}**",
         "",
-        f"Model: `{doc['model']['arch']}` trained on {doc['model']['data']}. Audit set: {s['members']:,} members, "
+        f"Model: `{doc['model']['arch']}` trained on {doc['model']['data']}; vocabulary "
+        f"{_vocabulary(doc)}. Audit set: {s['members']:,} members, "
         f"{s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.",
         "",
         *_md_table(summary_header(doc), summary_rows(doc)),
@@ -245,7 +250,7 @@ def _mia_html(doc: dict) -> str:
                          + (f"<td>{e(v['text'])}</td>" if "text" in v else "") + "</tr>" for v in doc["vulnerable"])
     return f"""<h1>privaudit membership-inference audit</h1>
 <p class="headline{' violation' if doc['headline']['violation'] else ''}" id="headline">{e(doc['headline']['text'])}</p>
-<p>Model <code>{e(doc['model']['arch'])}</code> trained on {e(doc['model']['data'])}. Audit set: {s['members']:,}
+<p>Model <code>{e(doc['model']['arch'])}</code> trained on {e(doc['model']['data'])}; vocabulary {e(_vocabulary(doc))}. Audit set: {s['members']:,}
 members, {s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.</p>
 {_html_table("summary", summary_header(doc), summary_rows(doc))}
 {gate_html}
@@ -290,7 +295,7 @@ def onerun_rows(doc: dict) -> list[list[str]]:
     rows = []
     white = doc.get("whitebox")
     if white is not None:
-        rows.append(row(f"white-box, every step ({white['every_step_score']})", white["every_step"], white["canaries"]))
+        rows.append(row("white-box, every step observed", white["every_step"], white["canaries"]))
         rows.append(row("white-box, final weights only", white["final_weights"], white["canaries"]))
     if doc.get("one_run") is not None:
         rows.append(row("black-box text canaries, final model", doc["one_run"], doc["one_run"]["canaries"]))
@@ -298,19 +303,24 @@ def onerun_rows(doc: dict) -> list[list[str]]:
 
 
 def sampling_line(doc: dict) -> str:
-    check = (doc.get("whitebox") or {}).get("sampling")
-    if check is None:
+    """The white-box audit's implementation checks, in one sentence each."""
+    white = doc.get("whitebox")
+    if white is None:
         return ""
+    check, noise = white["sampling"], white["noise"]
     verdict = "consistent with" if check["passed"] else "NOT consistent with"
+    fresh = "fresh at every step" if noise["passed"] else "NOT fresh"
     return (f"Sampling check: included gradient canaries were sampled {check['mean_count']:.2f} times on average "
             f"(Poisson sampling expects {check['expected_count']:.2f}), dispersion {check['dispersion']:.2f} "
-            f"(1 expected), p = {check['p_value']:.2g}: {verdict} the Poisson sampling the accountant assumes.")
+            f"(1 expected), p = {check['p_value']:.2g}: {verdict} the Poisson sampling the accountant assumes. "
+            f"Noise check: consecutive steps' observed noise correlates {noise['correlation']:.3f}: {fresh}. "
+            f"Noise the adversary measured: {white['observed_noise']:.3f} x the clipping norm.")
 
 
 def _canary_intro(doc: dict) -> str:
     t = doc["template"]
     return (f"Template '{t['text']}' ({t['space_size']:,} possible secrets), model `{doc['model']['arch']}` trained on "
-            f"{doc['model']['data']} plus the canaries ({doc['decoys']} decoys). Exposure of a secret the model "
+            f"{doc['model']['data']} plus the canaries ({doc['decoys']} decoys); vocabulary {_vocabulary(doc)}. Exposure of a secret the model "
             f"never saw: about 1.44 bits. Extraction = the exact secret read out; enumeration top-1 = the true secret is "
             f"the exact maximiser of the objective all the attacks optimise.")
 

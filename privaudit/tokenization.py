@@ -20,6 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -143,3 +144,17 @@ def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
 def encode(tokenizer, texts: list[str], max_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, truncated to max_len and padded to the longest text."""
     return pad_batch(token_ids(tokenizer, texts, max_len), pad_id)
+
+
+def vocabulary_misses(tokenizer, texts: list[str]) -> np.ndarray:
+    """Per text: unknown tokens * 1000 + word pieces beyond each word's first (the vocabulary attack's
+    signal). 0 everywhere for the hashed vocabulary, which has neither."""
+    if isinstance(tokenizer, HashedTokenizer):
+        return np.zeros(len(texts))
+    unk = tokenizer.token_to_id(UNK)
+    out = np.zeros(len(texts))
+    for row, encoding in enumerate(tokenizer.encode_batch(texts)):
+        unknown = sum(1 for i in encoding.ids if i == unk) if unk is not None else 0
+        pieces = sum(1 for t in encoding.tokens if t.startswith("##"))
+        out[row] = unknown * 1000 + pieces
+    return out

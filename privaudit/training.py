@@ -133,9 +133,9 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
     sets an explicit `dp.insecure_seed` for reproducible tests. With DP-SGD, `gradient_canaries` > 0 runs
     the white-box one-run audit (canaries.gradient) inside this training run; its result is `whitebox`.
     """
-    recipe = recipe.resolved()
     if len(train) == 0:
         raise PrivauditError("no training examples")
+    recipe = recipe.resolved().with_hash_buckets(len(train))
     torch.manual_seed(recipe.seed)
     classifier = build_classifier(recipe, train.texts, labels)
     model = classifier.model.to(device)
@@ -165,7 +165,7 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
                 if task is not None:
                     progress.advance(task)
     else:
-        from privaudit.canaries.gradient import GradientCanaries
+        from privaudit.canaries.gradient import GradientCanaries, unused_embedding_coordinates
 
         dp = recipe.dp
         seed = dp.insecure_seed  # None: operating-system entropy, the only choice that keeps the guarantee
@@ -174,8 +174,12 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
         sample_rate = recipe.batch_size / n
         canaries = None
         if gradient_canaries:
-            canaries = GradientCanaries(clipper.parameters, gradient_canaries, dp.max_grad_norm, dp.noise_multiplier,
-                                        sample_rate, sample_rate * n, None if seed is None else seed + 2)
+            used = {i for seq in sequences for i in seq}
+            quiet = unused_embedding_coordinates(clipper.parameters, model.embedding_layer().weight, used)
+            # At most one canary per two coordinates (small models); the audit records the count used.
+            count = min(gradient_canaries, sum(p.numel() for p in clipper.parameters) // 2)
+            canaries = GradientCanaries(clipper.parameters, count, dp.max_grad_norm, sample_rate,
+                                        sample_rate * n, None if seed is None else seed + 2, quiet)
         # Included gradient canaries are examples n, n+1, ...: the trainer's own sampler draws them.
         sampler = PoissonSampler(n + (canaries.n_included if canaries else 0), sample_rate,
                                  None if seed is None else seed + 1)

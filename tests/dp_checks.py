@@ -36,12 +36,7 @@ def whitebox_run(seed: int = 0):
 
 
 def whitebox_flags(claimed: float, audit) -> list[str]:
-    flags = []
-    if audit.epsilon > claimed:
-        flags.append(f"white-box bound {audit.epsilon:.2f} above the theoretical {claimed:.2f}")
-    if not audit.sampling.passed:
-        flags.append(f"sampling check failed (dispersion {audit.sampling.dispersion:.2f})")
-    return flags
+    return audit.failures(claimed)
 
 
 def first_noise_correlation(monkeypatch) -> float:

@@ -134,3 +134,10 @@ def test_modiva_runs_through_bert_input_embeddings():
     for setting in ("alphabet", "vocab"):
         result = modiva_extract(classifier, t, ("5", "0", "5", "0"), "SetAlarm", setting, steps=20, restarts=4)
         assert 0 <= result.position_accuracy <= 1 and 1 <= result.relaxed_rank <= 10**4
+
+
+def test_canary_with_model_refuses_dp_flags_instead_of_ignoring_them(run_cli, tmp_path):
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"not read: the options are refused first")
+    code, _, err = run_cli("canary", "--model", model, "--dp", "--target-epsilon", "1")
+    assert code == 2 and "drop the DP options" in err

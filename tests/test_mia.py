@@ -13,7 +13,7 @@ from privaudit.errors import PrivauditError
 from privaudit.gate import Thresholds
 from privaudit.mia import MiaSettings
 from privaudit.recipe import DPSettings, TrainingRecipe
-from privaudit.source import demo_source
+from privaudit.source import demo_source, load_source
 
 SMALL = demo_source(size=800, seed=7)
 
@@ -37,7 +37,7 @@ def first_run(leaky_model, workdir):
 
 
 def test_all_attacks_from_one_pool(first_run):
-    assert set(first_run["attacks"]) == {"loss", "shadow", "lira", "lira-fixed", "lira-offline",
+    assert set(first_run["attacks"]) == {"loss", "vocabulary", "shadow", "lira", "lira-fixed", "lira-offline",
                                          "lira-offline-fixed", "rmia", "rmia-offline"}
     assert first_run["audit_set"] == {"members": 400, "nonmembers": 400, "population": 800, "shadows": 4}
     assert first_run["run"]["shadows_from_cache"] == 0
@@ -51,6 +51,10 @@ def test_all_attacks_from_one_pool(first_run):
     assert first_run["headline"]["theoretical_epsilon"] is None
     assert len(first_run["per_example"]["scores"]["lira"]) == 800
     assert "text" not in first_run["vulnerable"][0]
+    # Per-example rows carry keyed fingerprints: whoever holds the report and a candidate text cannot
+    # look it up (the unkeyed hash of a member's text appears nowhere).
+    report = json.dumps(first_run)
+    assert not any(fp in report for fp in load_source(SMALL).fingerprints())
 
 
 def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, leaky_model, workdir):
@@ -183,3 +187,20 @@ def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
                            "--cache-dir", tmp_path / "cache", "--output", tmp_path / "r2.json")
     assert code == 0, err
     assert "rmia" in json.loads((tmp_path / "r2.json").read_text())["attacks"]
+
+
+def test_vocabulary_attack_sees_a_learned_vocabulary_and_not_a_hashed_one(tmp_path):
+    """A vocabulary learned from the members tells them apart whatever the weights' noise; the hashed
+    vocabulary DP-SGD uses by default gives the attack nothing (AUC exactly 0.5)."""
+    rng = np.random.default_rng(0)
+    rows = ["text,label"] + [f"play song {''.join(rng.choice(list('bcdfgklmnprstvz'), 7))} now,{'AB'[i % 2]}"
+                             for i in range(300)]
+    data = tmp_path / "rare.csv"
+    data.write_text("\n".join(rows) + "\n")
+    aucs = {}
+    for name, dp in (("learned", None), ("hashed", DPSettings(noise_multiplier=1.0))):
+        path = tmp_path / f"{name}.pt"
+        train(data, TrainingRecipe(epochs=1, dp=dp), out=path)
+        result = mia(path, MiaSettings(attack="loss", shadows=0, bootstrap=50))
+        aucs[name] = result["attacks"]["vocabulary"]["auc"]
+    assert aucs["learned"] > 0.95 and aucs["hashed"] == 0.5
