@@ -140,7 +140,7 @@ def check_canary(result: dict, max_exposure: float | None, max_extraction_rate: 
     if result.get("whitebox") is not None:
         # A DP-SGD that breaks its own promise fails the gate whatever the thresholds say.
         failed = int(result["headline"]["violation"])
-        checks.append(Check("DP-SGD implementation (bound above theoretical epsilon, or sampling check failed)",
+        checks.append(Check("DP-SGD implementation (bound above theoretical epsilon, or a sampling or noise check failed)",
                             failed, 0, failed == 0))
     return checks
 

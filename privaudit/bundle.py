@@ -26,9 +26,9 @@ from .accounting import PrivacyGuarantee
 from .classifier import TextClassifier
 from .errors import PrivauditError
 from .fileio import atomic_path
+from .manifest import AuditManifest
 from .models import ModelConfig, build_model
 from .recipe import TrainingRecipe
-from .manifest import AuditManifest
 from .tokenization import tokenizer_from_json, tokenizer_to_json
 
 FORMAT = "privaudit-bundle"

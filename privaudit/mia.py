@@ -2,13 +2,14 @@
 
 Python API:
 
-    from privaudit.mia import MiaSettings, run_mia
-    result = run_mia("model.pt", MiaSettings(attack="lira", shadows=16))
+    from privaudit.api import mia
+    from privaudit.mia import MiaSettings
+    result = mia("model.pt", MiaSettings(attack="lira", shadows=16))   # model.audit.json beside it
     result["attacks"]["lira"]["auc"], result["headline"]
 
-The audit set is the model's recorded members and held-out non-members (or --members / --nonmembers
-files). Shadow models are trained with the model's own recipe on random halves of the population
-(audit set plus any --population data). Every attack is computed from the same shadow pool and its
+The audit set is the members and held-out non-members named by the model's audit manifest (or
+--members / --nonmembers files). Shadow models are trained with the model's own recipe on random halves
+of the population (audit set plus any --population data). Every attack is computed from the same shadow pool and its
 metrics shown side by side; the one named by `attack` is the primary one, which the gate uses.
 """
 

@@ -21,9 +21,11 @@ def synthetic(num_shadows=16, n=2000, seed=0):
         phi = difficulty + 1.0 * in_mask + rng.normal(0, 0.4, in_mask.shape)
         return np.stack([phi, np.zeros_like(phi)], axis=-1)  # class 0 is the true class: confidence = phi
 
+    # A vocabulary learned from the members covers every member's words and misses some of 40% of the rest.
+    misses = np.where(~target_in & (rng.random(n) < 0.4), rng.integers(1, 3, n), 0) * 1000
     inputs = AttackInputs(labels=np.zeros(n, dtype=int), target_logits=logits(target_in),
                           shadow_logits=logits(shadow_in), shadow_in=shadow_in,
-                          reference_points=np.flatnonzero(~target_in))
+                          reference_points=np.flatnonzero(~target_in), vocabulary_misses=misses)
     return inputs, target_in
 
 

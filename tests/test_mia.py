@@ -135,7 +135,7 @@ def test_model_without_its_manifest_needs_member_files(leaky_model, tmp_path):
 
 def test_loss_attack_alone_needs_no_shadows(leaky_model, tmp_path):
     result = mia(leaky_model, MiaSettings(attack="loss", shadows=0, cache_dir=str(tmp_path), bootstrap=100))
-    assert list(result["attacks"]) == ["loss"]
+    assert list(result["attacks"]) == ["loss", "vocabulary"]  # the attacks that need no shadow model
     assert not (tmp_path / "shadows").exists()
 
 
@@ -178,7 +178,7 @@ def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
                              "--output", tmp_path / "r.json")
     assert code == 0, err
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["audit_set"]["members"] == 80 and list(doc["attacks"]) == ["loss"]
+    assert doc["audit_set"]["members"] == 80 and list(doc["attacks"]) == ["loss", "vocabulary"]
     code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2")
     assert code == 2 and "--base-model" in err
     code, _, err = run_cli("mia", hf_dirs / "tuned", "--shadows", "0", "--attack", "loss")

@@ -183,6 +183,7 @@ def test_cli_train_demo_then_info(run_cli, tmp_path):
     code, stdout, err = run_cli("info", out)
     assert code == 0, err
     assert "built-in demo data set" in stdout and "PLD accountant" in stdout and "1,750 / 1,750" in stdout
+    assert "hashed, 2,048 ids" in stdout and "operating-system entropy" in stdout  # what --dp makes the defaults
 
 
 @pytest.mark.parametrize("args, message", [
