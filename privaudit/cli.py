@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .console import err_console, make_progress, out_console
 from .errors import PrivauditError
+from .fileio import refuse_overwriting
 from .recipe import DPSettings, TrainingRecipe
 
 app = typer.Typer(
@@ -47,6 +48,11 @@ def _dp_settings(dp: bool, noise_multiplier, target_epsilon, max_grad_norm, delt
     if dp and (noise_multiplier is None) == (target_epsilon is None):
         raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
     return DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant, insecure_seed) if dp else None
+
+
+def _report_files(report: Path | None) -> list[Path]:
+    """The files a --report folder gets (api.write_results)."""
+    return [] if report is None else [report / name for name in ("results.json", "report.md", "report.html")]
 
 
 def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
@@ -94,6 +100,7 @@ def train(
 
     if demo == (data is not None):
         raise PrivauditError("give a data file or --demo (exactly one)")
+    refuse_overwriting([out, manifest_path(out)], [data])
     dp_settings = _dp_settings(dp, noise_multiplier, target_epsilon, max_grad_norm, delta, accountant,
                                insecure_dp_seed)
     recipe = TrainingRecipe(arch, epochs, batch_size, lr, optimizer, weight_decay, dropout, max_len, vocab_size,
@@ -176,6 +183,7 @@ def mia(
         raise PrivauditError("give a model file or --demo (exactly one)")
     if (members is None) != (nonmembers is None):
         raise PrivauditError("--members and --nonmembers go together")
+    refuse_overwriting([output, *_report_files(report)], [model, data, members, nonmembers, population, manifest])
     settings = MiaSettings(attack, shadows, seed, epsilon_method, workers, str(cache_dir) if cache_dir else None,
                            _device(device), show_text)
     thresholds = Thresholds(max_auc, [parse_tpr_at_fpr(t) for t in max_tpr_at_fpr], max_empirical_epsilon)
@@ -264,6 +272,7 @@ def canary(
 
     if sum([data is not None or model is not None, demo]) != 1:
         raise PrivauditError("give --data, --model or --demo")
+    refuse_overwriting([output, *_report_files(report)], [data, model])
     try:
         repeats = [int(x) for x in repeat.split(",") if x.strip()]
     except ValueError:
@@ -332,6 +341,7 @@ def audit(
     from .reports import FORMATS, render
 
     cfg = load_config(config)
+    refuse_overwriting([output, *_report_files(report)], [cfg.path, model or cfg.model, data or cfg.data])
     thresholds = {k: v for k, v in {"max_auc": max_auc, "max_empirical_epsilon": max_empirical_epsilon,
                                      "max_exposure": max_exposure, "max_extraction_rate": max_extraction_rate}.items()
                   if v is not None}
@@ -361,6 +371,7 @@ def report(
     """Render an audit's results.json as HTML, Markdown, JUnit or JSON."""
     from .api import render_results
 
+    refuse_overwriting([output], [results])
     text = render_results(results, format)
     if output is None:
         sys.stdout.write(text)

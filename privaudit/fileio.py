@@ -7,6 +7,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import PrivauditError
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -26,3 +28,18 @@ def atomic_path(path: str | Path):
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def refuse_overwriting(outputs, inputs) -> None:
+    """Refuses (exit 2) any output that would replace an input: the same path, or the same file reached
+    through a link or another spelling. Checked before any work, so the input is never touched."""
+    existing = [Path(i) for i in inputs if i is not None and Path(i).exists()]
+    for output in outputs:
+        if output is None:
+            continue
+        out = Path(output)
+        for source in existing:
+            same = os.path.samefile(out, source) if out.exists() else out.resolve() == source.resolve()
+            if same:
+                raise PrivauditError(f"{output} is an input of this command ({source}); writing there would destroy "
+                                     f"it: choose another output path")
