@@ -434,16 +434,30 @@ def bench_whitebox(
                  f"canaries, 95% lower bounds", header, table_rows)
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of click and of the copy of click that typer >= 0.29 ships inside itself:
+    typer raises the latter, which are not the former."""
+    usage: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:
+        pass
+    else:
+        usage.append(VendoredClickException)
+    return tuple(usage), (click.exceptions.Abort, typer.Abort)
+
+
 def main() -> None:
+    usage_errors, aborts = _click_exceptions()
     try:
         code = app(standalone_mode=False)
     except PrivauditError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, *aborts):
         err_console.print("interrupted", highlight=False)
         sys.exit(130)
-    except click.ClickException as exc:
+    except usage_errors as exc:  # unknown option or command, a value of the wrong type: the user's to fix
         exc.show()
         sys.exit(2)
     except Exception as exc:  # a bug: say so plainly, with enough to report it

@@ -1,0 +1,17 @@
+"""Usage errors are the user's to fix: exit 2 with click's one-line message, never exit 3 ("internal error",
+which typer's own copy of click used to cause)."""
+
+import pytest
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--bogus"], "No such option: --bogus"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["mia", "m.pt", "--shadows", "abc"], "Invalid value for '--shadows'"),
+    (["train", "--demo"], "Missing option '--out'"),
+    ([], "Usage"),
+])
+def test_usage_errors_exit_2(run_cli, args, message):
+    code, out, err = run_cli(*args)
+    assert code == 2, (code, err)
+    assert message in out + err and "internal error" not in err
