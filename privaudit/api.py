@@ -191,7 +191,7 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
     import hashlib
     import json
 
-    from .gate import Thresholds
+    from .gate import Thresholds, check_limits
     from .mia import MiaSettings
     from .recipe import DPSettings
     from .shadows import default_cache_dir
@@ -201,6 +201,9 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
     model = overrides.get("model") or config.model
     data = overrides.get("data") or config.data
     thresholds = {**config.thresholds, **overrides.get("thresholds", {})}
+    # Every threshold is checked before minutes of training, not after.
+    check_limits({k: v for k, v in thresholds.items() if k != "max_tpr_at_fpr"})
+    Thresholds(max_tpr_at_fpr=[tuple(p) for p in thresholds.get("max_tpr_at_fpr", [])])
     cache_dir = config.cache_dir or str(default_cache_dir())
     device = overrides.get("device") or config.device
     if model is None and config.train is not None:

@@ -17,6 +17,7 @@ from rich.table import Table
 from .console import err_console, make_progress, out_console
 from .errors import PrivauditError
 from .fileio import refuse_overwriting
+from .gate import check_limits
 from .recipe import DPSettings, TrainingRecipe
 
 app = typer.Typer(
@@ -292,6 +293,7 @@ def canary(
         recipe = TrainingRecipe(arch, epochs, batch_size, lr, dropout=dropout, seed=seed, dp=dp_settings)
     thresholds = {"max_exposure": max_exposure, "max_extraction_rate": max_extraction_rate,
                   "max_empirical_epsilon": max_empirical_epsilon}
+    check_limits(thresholds)
     with make_progress() as progress:
         result = api.canary(settings, data, recipe, model, thresholds, _device(device), progress)
     _print_canary(result)

@@ -6,9 +6,11 @@ command exit with code 1 and print one line per crossing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import PrivauditError
+from .metrics import FPR_GRID
 
 
 @dataclass
@@ -16,6 +18,12 @@ class Thresholds:
     max_auc: float | None = None
     max_tpr_at_fpr: list[tuple[float, float]] = field(default_factory=list)  # (fpr, max tpr)
     max_empirical_epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        check_limits({"max-auc": self.max_auc, "max-empirical-epsilon": self.max_empirical_epsilon})
+        for fpr, tpr in self.max_tpr_at_fpr:
+            _on_grid(fpr)
+            check_limits({f"max-tpr-at-fpr {fpr:g}": tpr})
 
     def any(self) -> bool:
         return self.max_auc is not None or bool(self.max_tpr_at_fpr) or self.max_empirical_epsilon is not None
@@ -33,6 +41,20 @@ class Check:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_limits(limits: dict[str, float | None]) -> None:
+    """A threshold must be a finite number of at least 0: NaN would fail every check, inf pass every one."""
+    for name, value in limits.items():
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise PrivauditError(f"--{name.replace('_', '-')} must be a finite number of at least 0, got {value}")
+
+
+def _on_grid(fpr: float) -> None:
+    """Refused before any work: the TPR is reported only at these FPRs."""
+    if not any(abs(fpr - g) < 1e-12 for g in FPR_GRID):
+        raise PrivauditError(f"--max-tpr-at-fpr: FPR {fpr:g} is not on the reported grid "
+                             f"({', '.join(f'{g:g}' for g in FPR_GRID)})")
 
 
 def parse_tpr_at_fpr(text: str) -> tuple[float, float]:
