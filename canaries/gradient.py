@@ -38,7 +38,6 @@ through Opacus's own per-sample gradients and clipping; sampling them is then th
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -98,9 +97,13 @@ class WhiteBoxAudit:
 
     def failures(self, theoretical_epsilon: float) -> list[str]:
         """What this audit says is wrong with the DP-SGD that ran (empty when nothing is)."""
+        bound = ([f"white-box bound {self.epsilon:.2f} above the theoretical epsilon {theoretical_epsilon:.2f}"]
+                 if self.epsilon > theoretical_epsilon else [])
+        return bound + self.check_failures()
+
+    def check_failures(self) -> list[str]:
+        """The implementation checks that failed (the sampling and the noise freshness)."""
         out = []
-        if self.epsilon > theoretical_epsilon:
-            out.append(f"white-box bound {self.epsilon:.2f} above the theoretical epsilon {theoretical_epsilon:.2f}")
         if not self.sampling.passed:
             out.append(f"sampling check failed: canaries were sampled {self.sampling.dispersion:.2f}x as variably as "
                        f"Poisson sampling at the accounted rate (p = {self.sampling.p_value:.1e})")
@@ -137,7 +140,7 @@ class GradientCanaries:
         sizes = np.array([p.numel() for p in self.parameters])
         if count > sizes.sum():
             raise ValueError(f"{count} gradient canaries need as many coordinates; the model has {sizes.sum()}")
-        self.rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
+        self.rng = np.random.default_rng(seed)  # None: seeded from operating-system entropy
         offsets = np.r_[0, np.cumsum(sizes)]
         quiet = np.unique(np.asarray(quiet if quiet is not None else [], dtype=np.int64))
         chosen = self.rng.choice(quiet, size=min(count, len(quiet)), replace=False)
@@ -148,7 +151,7 @@ class GradientCanaries:
         self.param_index = np.searchsorted(offsets, flat, side="right") - 1
         self.local_index = flat - offsets[self.param_index]
         # Per parameter: which canaries sit in it and where, computed once (read at every step).
-        self._groups = [(k, rows, torch.as_tensor(self.local_index[rows]))
+        self._groups = [(k, rows, torch.as_tensor(self.local_index[rows], device=self.parameters[k].device))
                         for k in np.unique(self.param_index) for rows in [np.flatnonzero(self.param_index == k)]]
         self.included = self.rng.random(count) < 0.5
         self.included_ids = np.flatnonzero(self.included)
@@ -199,7 +202,7 @@ class GradientCanaries:
     def _read(self, tensor_of) -> np.ndarray:
         out = np.zeros(self.count)
         for k, rows, index in self._groups:
-            out[rows] = tensor_of(self.parameters[k]).reshape(-1)[index.to(self.parameters[k].device)].double().cpu().numpy()
+            out[rows] = tensor_of(self.parameters[k]).reshape(-1)[index].double().cpu().numpy()
         return out
 
     def finish(self, delta: float, confidence: float = 0.95) -> WhiteBoxAudit:
@@ -239,6 +242,7 @@ class GradientCanaries:
         p_value = float(2 * norm.sf(abs(z)))
         return SamplingCheck(float(counts.mean()), expected, statistic / k, p_value, p_value >= level)
 
+
 def attach_to_opacus(optimizer, canaries: GradientCanaries) -> None:
     """Insert `canaries` into an Opacus DPOptimizer's steps: each step, the sampled canaries are appended
     to the per-sample gradients before Opacus clips them, and observed after Opacus adds noise and
@@ -264,7 +268,6 @@ def attach_to_opacus(optimizer, canaries: GradientCanaries) -> None:
 
     optimizer.clip_and_accumulate = clip_with_canaries
     optimizer.pre_step = observed_pre_step
-
 
 
 def unused_embedding_coordinates(parameters: list[torch.Tensor], embedding: torch.Tensor,

@@ -201,9 +201,11 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
     model = overrides.get("model") or config.model
     data = overrides.get("data") or config.data
     thresholds = {**config.thresholds, **overrides.get("thresholds", {})}
-    # Every threshold is checked before minutes of training, not after.
-    check_limits({k: v for k, v in thresholds.items() if k != "max_tpr_at_fpr"})
-    Thresholds(max_tpr_at_fpr=[tuple(p) for p in thresholds.get("max_tpr_at_fpr", [])])
+    # Every threshold is checked (by Thresholds and check_limits) before minutes of training, not after.
+    mia_limits = Thresholds(thresholds.get("max_auc"), [tuple(p) for p in thresholds.get("max_tpr_at_fpr", [])],
+                            thresholds.get("max_empirical_epsilon"))
+    canary_limits = {k: thresholds.get(k) for k in ("max_exposure", "max_extraction_rate", "max_empirical_epsilon")}
+    check_limits(canary_limits)
     cache_dir = config.cache_dir or str(default_cache_dir())
     device = overrides.get("device") or config.device
     if model is None and config.train is not None:
@@ -223,16 +225,13 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
     if config.mia is not None:
         mia_table = {**config.mia, **overrides.get("mia", {})}
         settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
-        limits = Thresholds(thresholds.get("max_auc"), [tuple(p) for p in thresholds.get("max_tpr_at_fpr", [])],
-                            thresholds.get("max_empirical_epsilon"))
-        sections["mia"] = mia(model, settings, limits, data=data, progress=progress)
+        sections["mia"] = mia(model, settings, mia_limits, data=data, progress=progress)
     if config.canary is not None:
         table = dict(config.canary)
         if "repeat" in table:
             table["repeats"] = table.pop("repeat")
         settings = CanarySettings(seed=config.seed, **table)
-        limits = {k: thresholds.get(k) for k in ("max_exposure", "max_extraction_rate", "max_empirical_epsilon")}
-        sections["canary"] = canary(settings, data, None, model, limits, device, progress)
+        sections["canary"] = canary(settings, data, None, model, canary_limits, device, progress)
     checks = [dict(c, metric=f"{name}: {c['metric']}") for name, s in sections.items() for c in s["gate"]["checks"]]
     return {
         "schema_version": 1,
@@ -248,6 +247,10 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
     }
 
 
+# What a --report folder holds: file name and format.
+REPORT_FILES = (("results.json", "json"), ("report.md", "markdown"), ("report.html", "html"))
+
+
 def write_results(result: dict, report: str | Path | None = None, output: str | Path | None = None) -> None:
     """results.json (and, in a report folder, report.md and report.html), each written atomically."""
     from .fileio import write_text_atomic
@@ -257,7 +260,7 @@ def write_results(result: dict, report: str | Path | None = None, output: str | 
         write_text_atomic(output, render(result, "json"))
     if report is not None:
         report = Path(report)
-        for name, fmt in (("results.json", "json"), ("report.md", "markdown"), ("report.html", "html")):
+        for name, fmt in REPORT_FILES:
             write_text_atomic(report / name, render(result, fmt))
 
 

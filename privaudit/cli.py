@@ -53,7 +53,9 @@ def _dp_settings(dp: bool, noise_multiplier, target_epsilon, max_grad_norm, delt
 
 def _report_files(report: Path | None) -> list[Path]:
     """The files a --report folder gets (api.write_results)."""
-    return [] if report is None else [report / name for name in ("results.json", "report.md", "report.html")]
+    from .api import REPORT_FILES
+
+    return [] if report is None else [report / name for name, _ in REPORT_FILES]
 
 
 def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:

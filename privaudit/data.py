@@ -121,8 +121,9 @@ def _read_jsonl(path: Path, content: str) -> list[tuple[int, dict]]:
     return rows
 
 
-def member_split(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random split of range(n) into training members and the held-out (non-member) pool."""
+def member_split(n: int, heldout_fraction: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Random split of range(n) into training members and the held-out (non-member) pool (seed None:
+    from operating-system entropy)."""
     if not 0.0 <= heldout_fraction < 1.0:
         raise PrivauditError(f"held-out fraction must be in [0, 1), got {heldout_fraction}")
     order = np.random.default_rng(seed).permutation(n)

@@ -305,7 +305,7 @@ class PoissonSampler:
     def __init__(self, n: int, sample_rate: float, seed: int | None = None):
         self.n = n
         self.sample_rate = sample_rate
-        self.rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
+        self.rng = np.random.default_rng(seed)  # None: seeded from operating-system entropy
 
     def sample(self) -> np.ndarray:
         return np.flatnonzero(self.rng.random(self.n) < self.sample_rate)

@@ -13,7 +13,6 @@ sum and divides by the expected batch size. The number of steps is epochs / q.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -227,8 +226,7 @@ def train_target(data: TextDataset, recipe: TrainingRecipe, device: str = "cpu",
     The split is drawn from operating-system entropy unless `split_seed` is given: the recorded --seed must
     not let whoever holds the model and the data file recompute who was a member."""
     recipe.validate()
-    seed = split_seed if split_seed is not None else secrets.randbits(64)
-    members, heldout = member_split(len(data), recipe.heldout_fraction, seed)
+    members, heldout = member_split(len(data), recipe.heldout_fraction, split_seed)
     labels = data.label_names
     train, pool = data.subset(members), data.subset(heldout)
     if len(train.label_names) < 2:

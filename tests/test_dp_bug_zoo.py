@@ -12,6 +12,11 @@ from privaudit import training
 from privaudit.dpsgd import GaussianNoise, PerExampleClipper
 
 
+class NoNoise(GaussianNoise):
+    def __init__(self, parameters, std, device="cpu", seed=None):
+        super().__init__(parameters, 0.0, device, seed)
+
+
 class QuarterNoise(GaussianNoise):
     def __init__(self, parameters, std, device="cpu", seed=None):
         super().__init__(parameters, std / 4, device, seed)
@@ -69,6 +74,7 @@ def caught_by_whitebox(monkeypatch):
 
 BUGS = {
     # bug: (what replaces what in privaudit.training, how it is caught)
+    "noise removed": ("GaussianNoise", NoNoise, caught_by_whitebox),
     "noise scaled by 1/4": ("GaussianNoise", QuarterNoise, caught_by_whitebox),
     "clipping skipped": ("PerExampleClipper", NoClipping, caught_by_whitebox),
     "noise drawn once and reused": ("GaussianNoise", NoiseDrawnOnce, caught_by_whitebox),
