@@ -17,6 +17,7 @@ from .bundle import ModelBundle, save_bundle
 from .headline import REPRODUCIBLE_WARNING
 from .recipe import TrainingRecipe
 from .data import file_sha256
+from .devices import resolve_device
 from .manifest import AuditManifest, keyed_fingerprints, manifest_path, new_key, save_manifest
 from .source import DataSource, demo_source, file_source, load_source
 from .training import train_target
@@ -29,7 +30,7 @@ def resolve_source(data: str | Path | None, text_col: str = "text", label_col: s
 
 
 def train(data: str | Path | DataSource | None, recipe: TrainingRecipe, out: str | Path | None = None,
-          device: str = "cpu", progress: Progress | None = None, split_seed: int | None = None) -> ModelBundle:
+          device: str = "auto", progress: Progress | None = None, split_seed: int | None = None) -> ModelBundle:
     """Train on `data` (half held out as non-members by default); with `out`, save the model file and its
     audit manifest beside it (save_model). The split is secret unless `split_seed` is given."""
     source = data if isinstance(data, DataSource) else resolve_source(data)
@@ -162,7 +163,7 @@ def mia(model: str | Path | None, settings=None, thresholds=None, data=None, mem
 
 
 def canary(settings, data: str | Path | None = None, recipe: TrainingRecipe | None = None,
-           model: str | Path | None = None, thresholds: dict | None = None, device: str = "cpu",
+           model: str | Path | None = None, thresholds: dict | None = None, device: str = "auto",
            progress: Progress | None = None) -> dict:
     """`privaudit canary`: insert canaries into `data` (or the bundle's data), train with `recipe` (or the
     bundle's recipe), then measure exposure, extraction and the one-run epsilon bound."""
@@ -179,7 +180,8 @@ def canary(settings, data: str | Path | None = None, recipe: TrainingRecipe | No
     else:
         source = resolve_source(data)
     dataset = load_source(source)
-    result = run_canary(settings, dataset, recipe or TrainingRecipe(), source.describe(), device, progress)
+    result = run_canary(settings, dataset, recipe or TrainingRecipe(), source.describe(), resolve_device(device),
+                        progress)
     result["gate"] = gate_section(check_canary(result, **(thresholds or {})))
     return result
 
@@ -207,7 +209,7 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
     canary_limits = {k: thresholds.get(k) for k in ("max_exposure", "max_extraction_rate", "max_empirical_epsilon")}
     check_limits(canary_limits)
     cache_dir = config.cache_dir or str(default_cache_dir())
-    device = overrides.get("device") or config.device
+    device = resolve_device(overrides.get("device") or config.device)
     if model is None and config.train is not None:
         train_table = dict(config.train)
         dp = train_table.pop("dp", None)

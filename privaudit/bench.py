@@ -17,6 +17,7 @@ import torch
 
 from .data import load_dataset
 from .demo import demo_dataset
+from .devices import resolve_device
 from .dpsgd import GaussianNoise, PerExampleClipper
 from .recipe import TrainingRecipe
 from .tokenization import encode
@@ -26,7 +27,8 @@ ROUNDS = 5
 
 
 def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str | Path | None = None,
-             device: str = "cpu") -> list[dict]:
+             device: str = "auto") -> list[dict]:
+    device = resolve_device(device)
     dataset = demo_dataset() if data is None else load_dataset(data)
     rows = []
     for arch in archs:
@@ -82,7 +84,7 @@ def _timed(fn, device: str) -> float:
 
 
 def bench_whitebox(epsilons: list[float], data: str | Path | None = None, arch: str = "cnn", epochs: int = 20,
-                   gradient_canaries: int = 100_000, device: str = "cpu", progress=None) -> list[dict]:
+                   gradient_canaries: int = 100_000, device: str = "auto", progress=None) -> list[dict]:
     """`privaudit bench whitebox`: for each theoretical epsilon, one DP-SGD training (the recipe of
     `privaudit train --dp --target-epsilon E`, on the members of a half split) with the white-box
     gradient-canary audit; its bounds next to the theoretical epsilon, with the wall time."""

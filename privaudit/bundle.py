@@ -24,6 +24,7 @@ import torch
 
 from .accounting import PrivacyGuarantee
 from .classifier import TextClassifier
+from .devices import resolve_device
 from .errors import PrivauditError
 from .fileio import atomic_path
 from .manifest import AuditManifest
@@ -106,9 +107,8 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
         config = ModelConfig.from_dict(meta["model_config"])
         model = build_model(config)
         model.load_state_dict(payload["state_dict"])
-        classifier = TextClassifier(model.to(device).eval(), tokenizer_from_json(meta["tokenizer"]), config,
-                                    meta["labels"])
-        return ModelBundle(
+        classifier = TextClassifier(model.eval(), tokenizer_from_json(meta["tokenizer"]), config, meta["labels"])
+        bundle = ModelBundle(
             classifier=classifier,
             recipe=TrainingRecipe.from_dict(meta["recipe"]),
             training_examples=meta["training_examples"],
@@ -119,3 +119,6 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PrivauditError(f"{path}: damaged model bundle ({type(exc).__name__}: {exc})") from None
+    # Outside the check above: a bad device name is the caller's error, not a damaged file.
+    bundle.classifier.model.to(resolve_device(device))
+    return bundle

@@ -261,6 +261,8 @@ def canary(
                                                    "(reproducible, but no guarantee against whoever knows the seed)."),
     gradient_canaries: int = typer.Option(100_000, help="With --dp: Dirac gradient canaries for the white-box "
                                                        "one-run audit (0: none; at most the model's coordinates)."),
+    modiva_steps: int = typer.Option(200, help="ModIvA optimisation steps per restart."),
+    modiva_restarts: int = typer.Option(16, help="ModIvA random restarts per canary."),
     max_exposure: Optional[float] = typer.Option(None, help="Exit 1 if any canary's exposure (bits) exceeds this."),
     max_extraction_rate: Optional[float] = typer.Option(None, help="Exit 1 if any extraction rate exceeds this."),
     max_empirical_epsilon: Optional[float] = typer.Option(None, help="Exit 1 if the one-run bound exceeds this."),
@@ -285,7 +287,7 @@ def canary(
     if audit_canaries < 0 or gradient_canaries < 0 or gradient_canaries == 1:
         raise PrivauditError("--audit-canaries must be 0 or more, --gradient-canaries 0 or at least 2")
     settings = CanarySettings(insert, repeats, template, label, decoys, audit_canaries, seed, show_secrets,
-                              gradient_canaries=gradient_canaries)
+                              modiva_steps, modiva_restarts, gradient_canaries)
     recipe = None
     if model is not None and dp_settings is not None:
         # Never train silently without the DP asked for: with --model, the model's own recipe decides.

@@ -46,7 +46,7 @@ _SCHEMA = {
                  "accountant": str, "insecure_seed": int},
     "mia": {"attack": str, "shadows": int, "epsilon_method": str, "workers": int},
     "canary": {"template": str, "insert": int, "repeat": list, "label": str, "decoys": int, "audit_canaries": int,
-               "gradient_canaries": int},
+               "gradient_canaries": int, "modiva_steps": int, "modiva_restarts": int},
     "thresholds": {"max_auc": float, "max_tpr_at_fpr": list, "max_empirical_epsilon": float,
                    "max_exposure": float, "max_extraction_rate": float},
 }

@@ -16,7 +16,7 @@ metrics shown side by side; the one named by `attack` is the primary one, which 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from . import metrics
 from .accounting import default_delta
 from .bundle import ModelBundle, load_bundle
 from .data import TextDataset, load_dataset
+from .devices import resolve_device
 from .errors import PrivauditError
 from .headline import epsilon_headline
 from .shadows import default_cache_dir, default_workers, train_shadows
@@ -47,7 +48,7 @@ class MiaSettings:
     epsilon_method: str = "bonferroni"  # or "split": both are computed, this one is the headline
     workers: int | None = None          # None: 2 on a CPU, 1 on a GPU
     cache_dir: str | None = None        # None: ~/.cache/privaudit
-    device: str = "cpu"
+    device: str = "auto"  # resolved by run_mia (privaudit.devices)
     show_text: bool = False
     n_vulnerable: int = 10
     bootstrap: int = 1000
@@ -120,6 +121,7 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     """Run every attack against `model`; returns the results document (what results.json holds)."""
     settings = settings or MiaSettings()
     settings.validate()
+    settings = replace(settings, device=resolve_device(settings.device))  # results record the device used
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model, settings.device)
     if audit is None:
         raise PrivauditError("no audit set: give the model's audit manifest, or --members and --nonmembers")

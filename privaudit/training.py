@@ -24,6 +24,7 @@ from rich.progress import Progress
 from .accounting import PrivacyGuarantee, account, calibrate_noise, default_delta
 from .classifier import TextClassifier
 from .data import TextDataset, member_split
+from .devices import resolve_device
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model
 from .recipe import DPSettings, TrainingRecipe
@@ -137,6 +138,7 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
     recipe = recipe.resolved().with_hash_buckets(len(train))
     torch.manual_seed(recipe.seed)
     classifier = build_classifier(recipe, train.texts, labels)
+    device = resolve_device(device)
     model = classifier.model.to(device)
     targets_all = classifier.label_ids(train.labels)
     sequences = token_ids(classifier.tokenizer, train.texts, recipe.max_len)

@@ -94,10 +94,11 @@ def test_exposure_exact_and_extrapolated_agree(memorising_model):
     assert abs(estimate.exposure - exact.exposure) < 1.5  # the skew-normal fit's stated tolerance, in bits
 
 
-def test_cli_canary_demo_gate_and_report(run_cli, tmp_path):
+def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
     report = tmp_path / "report"
-    code, out, err = run_cli("canary", "--demo", "--insert", "4", "--repeat", "1,8", "--audit-canaries", "20",
-                             "--epochs", "4", "--max-exposure", "0.5", "--report", report)
+    code, out, err = run_cli("canary", "--data", tiny_csv, "--insert", "2", "--repeat", "1,8", "--audit-canaries",
+                             "20", "--epochs", "4", "--modiva-steps", "50", "--modiva-restarts", "4",
+                             "--max-exposure", "0.5", "--report", report)
     assert code == 1, err
     assert "threshold crossed: canary exposure" in err
     doc = json.loads((report / "results.json").read_text())
@@ -127,13 +128,18 @@ def test_alphabet_symbols_missing_from_the_vocabulary_are_named(memorising_model
         slot_layout(classifier, parse_template("my code is {letter}"))
 
 
-def test_modiva_runs_through_bert_input_embeddings():
+def test_modiva_recovers_a_secret_through_bert_input_embeddings():
+    """The relaxed attack optimises BERT's input embeddings (no convolution to lean on) and reads the
+    planted secret out exactly, among 10^4 candidates."""
     t = parse_template(PIN)
-    data = demo_dataset(300, seed=4) + TextDataset([t.render(("5", "0", "5", "0"))] * 10, ["SetAlarm"] * 10)
-    classifier = fit(data, data.label_names, TrainingRecipe(arch="bert-tiny", epochs=2)).classifier
-    for setting in ("alphabet", "vocab"):
-        result = modiva_extract(classifier, t, ("5", "0", "5", "0"), "SetAlarm", setting, steps=20, restarts=4)
-        assert 0 <= result.position_accuracy <= 1 and 1 <= result.relaxed_rank <= 10**4
+    rng = np.random.default_rng(0)
+    true = ("7", "3", "9", "1")
+    others = sorted({tuple(str(d) for d in rng.integers(0, 10, 4)) for _ in range(200)} - {true})[:150]
+    data = demo_dataset(150, seed=4) + TextDataset([t.render(true)] * 30 + [t.render(s) for s in others],
+                                                   ["Secret"] * 30 + ["Other"] * len(others))
+    classifier = fit(data, data.label_names, TrainingRecipe(arch="bert-tiny", epochs=12, dropout=0.0, seed=1)).classifier
+    result = modiva_extract(classifier, t, true, "Secret", "alphabet", steps=100, restarts=4, seed=0)
+    assert result.success and result.position_accuracy == 1.0
 
 
 def test_canary_with_model_refuses_dp_flags_instead_of_ignoring_them(run_cli, tmp_path):

@@ -15,7 +15,9 @@ from privaudit.mia import MiaSettings
 from privaudit.recipe import DPSettings, TrainingRecipe
 from privaudit.source import demo_source, load_source
 
-SMALL = demo_source(size=800, seed=7)
+SMALL = demo_source(size=300, seed=7)
+# Shadow models trained in this process: the worker-pool path is tested in the slow lane.
+SHADOWS = dict(shadows=2, workers=1, bootstrap=200)
 
 
 @pytest.fixture(scope="module")
@@ -26,30 +28,30 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def leaky_model(workdir):
     path = workdir / "cnn.pt"
-    train(SMALL, TrainingRecipe(epochs=15, seed=3), out=path, split_seed=3)
+    train(SMALL, TrainingRecipe(epochs=10, seed=3), out=path, split_seed=3)
     return path
 
 
 @pytest.fixture(scope="module")
 def first_run(leaky_model, workdir):
-    settings = MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200)
+    settings = MiaSettings(cache_dir=str(workdir / "cache"), **SHADOWS)
     return mia(leaky_model, settings)
 
 
 def test_all_attacks_from_one_pool(first_run):
     assert set(first_run["attacks"]) == {"loss", "vocabulary", "shadow", "lira", "lira-fixed", "lira-offline",
                                          "lira-offline-fixed", "rmia", "rmia-offline"}
-    assert first_run["audit_set"] == {"members": 400, "nonmembers": 400, "population": 800, "shadows": 4}
+    assert first_run["audit_set"] == {"members": 150, "nonmembers": 150, "population": 300, "shadows": 2}
     assert first_run["run"]["shadows_from_cache"] == 0
     for figures in first_run["attacks"].values():
         lo, hi = figures["auc_ci"]
         assert 0 <= lo <= figures["auc"] <= hi <= 1
         assert [row["fpr"] for row in figures["tpr_at_fpr"]] == [0.001, 0.01, 0.1]
-        assert figures["tpr_at_fpr"][0]["too_few_nonmembers"]  # 400 non-members cannot show FPR 0.1%
+        assert figures["tpr_at_fpr"][0]["too_few_nonmembers"]  # 150 non-members cannot show FPR 0.1%
     # A non-DP CNN that fits its members leaks: the best attacks see it.
     assert max(a["auc"] for a in first_run["attacks"].values()) > 0.6
     assert first_run["headline"]["theoretical_epsilon"] is None
-    assert len(first_run["per_example"]["scores"]["lira"]) == 800
+    assert len(first_run["per_example"]["scores"]["lira"]) == 300
     assert "text" not in first_run["vulnerable"][0]
     # Per-example rows carry keyed fingerprints: whoever holds the report and a candidate text cannot
     # look it up (the unkeyed hash of a member's text appears nowhere).
@@ -58,16 +60,25 @@ def test_all_attacks_from_one_pool(first_run):
 
 
 def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, leaky_model, workdir):
-    again = mia(leaky_model, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200))
-    assert again["run"]["shadows_from_cache"] == 4
+    again = mia(leaky_model, MiaSettings(cache_dir=str(workdir / "cache"), **SHADOWS))
+    assert again["run"]["shadows_from_cache"] == 2
     assert again["per_example"] == first_run["per_example"]
     assert again["attacks"]["rmia"]["auc_ci"] == first_run["attacks"]["rmia"]["auc_ci"]
 
 
+@pytest.mark.slow
+def test_worker_pool_gives_the_numbers_of_one_process(first_run, leaky_model, tmp_path):
+    """Shadow models trained by two spawned workers (the CLI's default on a CPU) are the same models."""
+    pooled = mia(leaky_model, MiaSettings(cache_dir=str(tmp_path), shadows=2, workers=2, bootstrap=200))
+    assert pooled["run"]["shadows_from_cache"] == 0
+    assert pooled["per_example"] == first_run["per_example"]
+
+
+@pytest.mark.slow
 def test_dp_model_leaks_less_than_its_guarantee(workdir):
     recipe = TrainingRecipe(epochs=15, seed=3, dp=DPSettings(target_epsilon=1.0))
     path = workdir / "dp.pt"
-    train(SMALL, recipe, out=path)
+    train(demo_source(size=800, seed=7), recipe, out=path)
     result = mia(path, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200))
     head = result["headline"]
     assert head["theoretical_epsilon"] <= 1.0
@@ -79,7 +90,7 @@ def test_dp_model_leaks_less_than_its_guarantee(workdir):
 def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     cache = workdir / "cache"
     report = workdir / "report"
-    code, out, err = run_cli("mia", leaky_model, "--shadows", "4", "--cache-dir", cache, "--report", report,
+    code, out, err = run_cli("mia", leaky_model, "--shadows", "2", "--workers", "1", "--cache-dir", cache, "--report", report,
                              "--max-auc", "0.01", "--max-tpr-at-fpr", "0.1:1.0")
     assert code == 1
     assert "threshold crossed: lira AUC" in err and "> 0.01" in err
@@ -89,7 +100,7 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     html = (report / "report.html").read_text()
     assert "<svg" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert doc["headline"]["text"] in (report / "report.md").read_text()
-    code, out, err = run_cli("mia", leaky_model, "--shadows", "4", "--cache-dir", cache, "--max-auc", "0.99")
+    code, out, err = run_cli("mia", leaky_model, "--shadows", "2", "--workers", "1", "--cache-dir", cache, "--max-auc", "0.99")
     assert code == 0, err
     code, xml, err = run_cli("report", report / "results.json", "--format", "junit")
     assert code == 0
@@ -107,7 +118,7 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     (["--max-tpr-at-fpr", "0.02:0.1"], "not on the reported grid"),
 ])
 def test_cli_bad_usage_exits_2(run_cli, leaky_model, workdir, args, message):
-    code, _, err = run_cli("mia", leaky_model, "--shadows", "4", "--cache-dir", workdir / "cache", *args)
+    code, _, err = run_cli("mia", leaky_model, "--shadows", "2", "--cache-dir", workdir / "cache", *args)
     assert code == 2, err
     assert message in err and "Traceback" not in err
 
@@ -183,7 +194,8 @@ def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
     assert code == 2 and "--base-model" in err
     code, _, err = run_cli("mia", hf_dirs / "tuned", "--shadows", "0", "--attack", "loss")
     assert code == 2 and "give --members and --nonmembers" in err
-    code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2", "--base-model", hf_dirs / "base",
+    code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2", "--workers", "1",
+                           "--base-model", hf_dirs / "base",
                            "--cache-dir", tmp_path / "cache", "--output", tmp_path / "r2.json")
     assert code == 0, err
     assert "rmia" in json.loads((tmp_path / "r2.json").read_text())["attacks"]

@@ -175,15 +175,21 @@ def test_unknown_hf_directory_is_a_user_error(tmp_path):
         train(SMALL, TrainingRecipe(arch=f"hf:{tmp_path}"))
 
 
-def test_cli_train_demo_then_info(run_cli, tmp_path):
-    out = tmp_path / "demo.pt"
-    code, stdout, err = run_cli("train", "--demo", "--out", out, "--epochs", "2", "--dp", "--target-epsilon", "4")
+def test_cli_train_dp_then_info(run_cli, tiny_csv, tmp_path):
+    out = tmp_path / "dp.pt"
+    code, stdout, err = run_cli("train", tiny_csv, "--out", out, "--epochs", "2", "--dp", "--noise-multiplier", "1")
     assert code == 0, err
     assert out.is_file()
     code, stdout, err = run_cli("info", out)
     assert code == 0, err
-    assert "built-in demo data set" in stdout and "PLD accountant" in stdout and "1,750 / 1,750" in stdout
-    assert "hashed, 2,048 ids" in stdout and "operating-system entropy" in stdout  # what --dp makes the defaults
+    assert "tiny.csv" in stdout and "PLD accountant" in stdout and "200 / 200" in stdout
+    assert "hashed, 1,024 ids" in stdout and "operating-system entropy" in stdout  # what --dp makes the defaults
+
+
+def test_cli_train_on_the_built_in_demo_data(run_cli, tmp_path):
+    code, stdout, err = run_cli("train", "--demo", "--out", tmp_path / "demo.pt", "--epochs", "1")
+    assert code == 0, err
+    assert "built-in demo data set" in stdout and "1,750 / 1,750" in stdout and "learned" in stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,0 +1,79 @@
+"""The typed pieces every audit result shares: its headline and its gate checks.
+
+Each audit kind has its own result dataclass, defined where it is computed (`privaudit.mia.MiaResult`,
+`privaudit.canaries.audit.CanaryResult`, and `privaudit.api.AuditResult`, which
+gathers them for `privaudit audit`), gated in one place
+(`privaudit.gate`) and rendered from its JSON form (`privaudit.reports`). A result becomes JSON only at
+the edges, through `to_dict()`: results.json is that dict, under a versioned schema (`SCHEMA_VERSION`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Headline:
+    """The line every audit leads with: theoretical epsilon next to the empirical lower bound.
+
+    `violation` is True when the empirical bound exceeds the theoretical epsilon (or an implementation
+    check failed): the DP-SGD implementation or its accounting is broken."""
+
+    text: str
+    empirical_epsilon: float | None
+    theoretical_epsilon: float | None
+    confidence: float | None = None
+    violation: bool = False
+    attack: str | None = None  # membership inference: the attack whose bound is shown
+    method: str | None = None  # membership inference: how the bound was computed
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for optional in ("confidence", "attack", "method"):
+            if doc[optional] is None:
+                del doc[optional]
+        return doc
+
+
+@dataclass
+class GateCheck:
+    """One configured threshold checked against one figure."""
+
+    metric: str
+    value: float
+    limit: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Gate:
+    """Every check of one audit; it passes when every check does (no checks: passed)."""
+
+    checks: list[GateCheck] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[GateCheck]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checks": [c.to_dict() for c in self.checks], "passed": self.passed}
+
+
+class Result(Protocol):
+    """What every result offers the gate, the CLI and the report writers."""
+
+    kind: str
+    headline: Headline
+    gate: Gate
+
+    def to_dict(self) -> dict[str, Any]: ...
