@@ -1,19 +1,20 @@
-# Set-up and the two jobs the README names. Everything installs into .venv.
+# Set-up and the jobs the README names. Everything installs into .venv, pinned by constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-all reports clean
+.PHONY: install demo lint test test-all reports constraints clean
 
 install: $(VENV)/.installed
 
 # torch is installed first and pinned: that release is a quick CPU build here, where an unpinned torch
-# would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# would pull a multi-GB CUDA build. Every other package is pinned by constraints.txt, so a green CI
+# can be reproduced (`make constraints` refreshes it).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,opacus]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,lint,opacus]"
 	touch $@
 
 # The main job on the built-in demo data set (no data file, no network): train a model, then audit it
@@ -24,10 +25,18 @@ demo: install
 	$(BIN)/privaudit mia out/demo.pt --shadows 8 --report out/demo-mia
 	$(BIN)/privaudit canary --demo --insert 12 --repeat 1,4,16 --report out/demo-canary
 
+# Style, types and the import-layer contract (tests/test_import_layers.py).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_import_layers.py
+
+# The fast lane: tiny data sets, about a minute on 2 cores.
 test: install
 	$(BIN)/python -m pytest -q
 
-# Also the slow, full-size runs on SNIPS from ../shared.
+# Also the full-size runs: the whole demo data set, and SNIPS from ../shared.
 test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
@@ -38,6 +47,16 @@ reports: install
 	  $(BIN)/privaudit audit --config reports/$$name.toml --report reports/$$name --format junit \
 	    --output reports/$$name/junit.xml || test $$? -eq 1 || exit 1; \
 	done
+
+# Re-pin every dependency to what a fresh install resolves today (torch stays at the line above).
+constraints:
+	rm -rf .venv-pin
+	$(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/pip install -q --upgrade pip
+	.venv-pin/bin/pip install -q torch==2.13.0
+	.venv-pin/bin/pip install -q -e ".[test,lint,opacus]"
+	.venv-pin/bin/pip freeze --exclude-editable | grep -v "^torch==" > constraints.txt
+	rm -rf .venv-pin
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

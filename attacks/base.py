@@ -7,8 +7,8 @@ it never changes). Model outputs are logits on the same examples, in the same or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.special import logsumexp
@@ -16,10 +16,10 @@ from scipy.special import logsumexp
 
 @dataclass
 class AttackInputs:
-    labels: np.ndarray          # (N,) true class index of each example
-    target_logits: np.ndarray   # (N, C) the audited model's logits
-    shadow_logits: np.ndarray   # (K, N, C) logits of K shadow/reference models (K may be 0)
-    shadow_in: np.ndarray       # (K, N) bool: example n was in shadow k's training set
+    labels: np.ndarray  # (N,) true class index of each example
+    target_logits: np.ndarray  # (N, C) the audited model's logits
+    shadow_logits: np.ndarray  # (K, N, C) logits of K shadow/reference models (K may be 0)
+    shadow_in: np.ndarray  # (K, N) bool: example n was in shadow k's training set
     reference_points: np.ndarray  # indices of population points z (non-members) for pairwise attacks
     # (N,) how badly the target's own tokenizer covers each text (tokenization.vocabulary_misses); None: not
     # computed. A vocabulary learned from the training texts covers members better than anyone else.
@@ -34,8 +34,11 @@ Attack = Callable[[AttackInputs], np.ndarray]
 
 
 def true_class_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(logits, labels[..., None] if logits.ndim == 2 else
-                              np.broadcast_to(labels, logits.shape[:-1])[..., None], axis=-1)[..., 0]
+    return np.take_along_axis(
+        logits,
+        labels[..., None] if logits.ndim == 2 else np.broadcast_to(labels, logits.shape[:-1])[..., None],
+        axis=-1,
+    )[..., 0]
 
 
 def scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

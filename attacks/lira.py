@@ -32,8 +32,10 @@ def _gaussians(phi: np.ndarray, mask: np.ndarray, fixed: bool) -> tuple[np.ndarr
 
 
 def _phis(inputs: AttackInputs) -> tuple[np.ndarray, np.ndarray]:
-    return (scaled_confidence(inputs.target_logits, inputs.labels),
-            scaled_confidence(inputs.shadow_logits, inputs.labels))
+    return (
+        scaled_confidence(inputs.target_logits, inputs.labels),
+        scaled_confidence(inputs.shadow_logits, inputs.labels),
+    )
 
 
 def lira_online(inputs: AttackInputs, fixed_variance: bool = False) -> np.ndarray:

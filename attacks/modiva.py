@@ -33,9 +33,9 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<pad>", "<unk>"
 
 @dataclass
 class SlotLayout:
-    input_ids: torch.Tensor      # (1, T) the template with placeholder secrets
-    mask: torch.Tensor           # (1, T)
-    positions: list[int]         # token position of each secret slot
+    input_ids: torch.Tensor  # (1, T) the template with placeholder secrets
+    mask: torch.Tensor  # (1, T)
+    positions: list[int]  # token position of each secret slot
     alphabet_ids: list[list[int]]  # per slot: token id of each alphabet symbol, in alphabet order
 
 
@@ -52,8 +52,10 @@ def slot_layout(classifier: TextClassifier, template) -> SlotLayout:
                 raise PrivauditError(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
             ids.append(encoded[0])
         if len(set(ids)) < len(ids):
-            raise PrivauditError(f"two symbols of the alphabet {alphabet[:3]}... share one token id (a hashed "
-                                 f"vocabulary's collision): choose other symbols or a larger --vocab-size")
+            raise PrivauditError(
+                f"two symbols of the alphabet {alphabet[:3]}... share one token id (a hashed "
+                f"vocabulary's collision): choose other symbols or a larger --vocab-size"
+            )
         alphabet_ids.append(ids)
     first = tuple(a[0] for a in template.alphabets)
     second = tuple(a[1] for a in template.alphabets)
@@ -69,27 +71,37 @@ def slot_layout(classifier: TextClassifier, template) -> SlotLayout:
 
 @dataclass
 class Extraction:
-    setting: str                  # "alphabet" or "vocab"
-    success: bool                 # ModIvA read out the exact secret
-    position_accuracy: float      # fraction of secret positions ModIvA read out right
-    relaxed_rank: float | None    # rank of the true secret under the learned distribution (1 = top)
-    swap_success: bool            # the discrete swap search, seeded from ModIvA, found the exact secret
+    setting: str  # "alphabet" or "vocab"
+    success: bool  # ModIvA read out the exact secret
+    position_accuracy: float  # fraction of secret positions ModIvA read out right
+    relaxed_rank: float | None  # rank of the true secret under the learned distribution (1 = top)
+    swap_success: bool  # the discrete swap search, seeded from ModIvA, found the exact secret
     swap_position_accuracy: float
-    chance: float                 # 1 / |space|
+    chance: float  # 1 / |space|
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def modiva_extract(classifier: TextClassifier, template, secret: tuple[str, ...], label: str,
-                   setting: str = "alphabet", steps: int = 200, restarts: int = 16, lr: float = 1.0,
-                   tau_start: float = 1.0, tau_end: float = 0.05, seed: int = 0) -> Extraction:
+def modiva_extract(
+    classifier: TextClassifier,
+    template,
+    secret: tuple[str, ...],
+    label: str,
+    setting: str = "alphabet",
+    steps: int = 200,
+    restarts: int = 16,
+    lr: float = 1.0,
+    tau_start: float = 1.0,
+    tau_end: float = 0.05,
+    seed: int = 0,
+) -> Extraction:
     if setting not in ("alphabet", "vocab"):
         raise ValueError("setting must be alphabet or vocab")
     layout = slot_layout(classifier, template)
     model = classifier.model
     device = classifier.device
-    embedding = model.embedding_layer()
+    embedding = model.embedding_layer()  # type: ignore[operator]  # nn.Module attributes type as Tensor
     if setting == "alphabet":
         candidates = [torch.tensor(ids, device=device) for ids in layout.alphabet_ids]
     else:
@@ -108,17 +120,20 @@ def modiva_extract(classifier: TextClassifier, template, secret: tuple[str, ...]
         with torch.no_grad():
             base = embedding(ids)
             tables = [embedding.weight[c] for c in candidates]
-        thetas = [(0.01 * torch.randn(restarts, len(c), generator=generator, device=device)).requires_grad_()
-                  for c in candidates]
+        thetas = [
+            (0.01 * torch.randn(restarts, len(c), generator=generator, device=device)).requires_grad_()
+            for c in candidates
+        ]
         optimizer = torch.optim.Adam(thetas, lr=lr)
         for step in range(steps):
             tau = tau_start * (tau_end / tau_start) ** (step / max(1, steps - 1))
             embeds = base.expand(restarts, -1, -1).clone()
             for theta, table, pos in zip(thetas, tables, layout.positions):
-                gumbel = -torch.log(-torch.log(torch.rand(theta.shape, generator=generator, device=device)
-                                               .clamp_(1e-9, 1 - 1e-9)))
+                gumbel = -torch.log(
+                    -torch.log(torch.rand(theta.shape, generator=generator, device=device).clamp_(1e-9, 1 - 1e-9))
+                )
                 embeds[:, pos] = F.softmax((theta + gumbel) / tau, dim=-1) @ table
-            logits = model.forward_embeds(embeds, mask.expand(restarts, -1))
+            logits = model.forward_embeds(embeds, mask.expand(restarts, -1))  # type: ignore[operator]  # nn.Module attributes type as Tensor
             loss = -F.log_softmax(logits.float(), dim=-1)[:, label_id].sum()
             optimizer.zero_grad()
             loss.backward()
@@ -131,8 +146,9 @@ def modiva_extract(classifier: TextClassifier, template, secret: tuple[str, ...]
             best = int(scores.argmax())
             chosen = picks[best].tolist()
             log_probs = [F.log_softmax(t[best], -1).cpu().numpy() for t in thetas]
-        swapped = swap_search(model, ids, mask, layout.positions, candidates, picks, label_id,
-                              embedding if setting == "vocab" else None)
+        swapped = swap_search(
+            model, ids, mask, layout.positions, candidates, picks, label_id, embedding if setting == "vocab" else None
+        )
     finally:
         for p, r in zip(model.parameters(), requires):
             p.requires_grad_(r)
@@ -140,13 +156,20 @@ def modiva_extract(classifier: TextClassifier, template, secret: tuple[str, ...]
     true_ids = [ids_[alphabet.index(s)] for ids_, alphabet, s in zip(layout.alphabet_ids, template.alphabets, secret)]
     correct = [c == t for c, t in zip(chosen, true_ids)]
     swap_correct = [c == t for c, t in zip(swapped, true_ids)]
-    return Extraction(setting, all(correct), float(np.mean(correct)),
-                      _relaxed_rank(log_probs, candidates, layout.alphabet_ids, true_ids),
-                      all(swap_correct), float(np.mean(swap_correct)), 1.0 / template.space_size)
+    return Extraction(
+        setting,
+        all(correct),
+        float(np.mean(correct)),
+        _relaxed_rank(log_probs, candidates, layout.alphabet_ids, true_ids),
+        all(swap_correct),
+        float(np.mean(swap_correct)),
+        1.0 / template.space_size,
+    )
 
 
-def swap_search(model, ids, mask, positions, candidates, starts, label_id, embedding=None, top_k: int = 64,
-                max_sweeps: int = 5) -> list[int]:
+def swap_search(
+    model, ids, mask, positions, candidates, starts, label_id, embedding=None, top_k: int = 64, max_sweeps: int = 5
+) -> list[int]:
     """Greedy token swaps from each start (R, S); returns the best secret found (token ids).
 
     With `embedding` given (vocabulary setting), each position only tries the top_k tokens by the
@@ -178,6 +201,7 @@ def swap_search(model, ids, mask, positions, candidates, starts, label_id, embed
                 break
         if current_score > best_score:
             best_ids, best_score = current, current_score
+    assert best_ids is not None  # the first restart always sets it
     return best_ids[0, positions].tolist()
 
 

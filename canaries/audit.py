@@ -2,34 +2,40 @@
 
 Python API:
 
-    from privaudit.canaries.audit import CanarySettings, run_canary
-    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data="train.csv")
+    from privaudit.api import canary
+    from privaudit.canaries.audit import CanarySettings
+    result = canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data="train.csv")
+    result.by_repeat[0].exposure_mean, result.headline.text, result.to_dict()   # CanaryResult
+
+Computed here (`run_canary` -> `CanaryResult`); gated in `privaudit.gate.check_canary`; rendered by
+`privaudit.reports` (the "canary" kind).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from rich.progress import Progress
 
-from privaudit.accounting import default_delta
+from privaudit.accounting import PrivacyGuarantee, default_delta
 from privaudit.attacks.base import scaled_confidence
 from privaudit.attacks.modiva import modiva_extract, slot_layout
 from privaudit.data import TextDataset
 from privaudit.headline import epsilon_headline
+from privaudit.options import comma_separated
 from privaudit.recipe import TrainingRecipe
+from privaudit.results import SCHEMA_VERSION, Gate, Headline
 from privaudit.training import fit
 from privaudit.versions import package_versions, run_section
 
 from .exposure import exposure
 from .generate import plan_canaries
-from .onerun import one_run_audit
+from .gradient import WhiteBoxAudit
+from .onerun import OneRunAudit, one_run_audit
 from .templates import DEFAULT_TEMPLATE, parse_template
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -47,16 +53,126 @@ class CanarySettings:
     gradient_canaries: int = 100_000  # white-box audit, with DP-SGD only (0: none)
 
 
-def run_canary(settings: CanarySettings, data: TextDataset, recipe: TrainingRecipe, data_description: str,
-               device: str = "cpu", progress: Progress | None = None) -> dict:
+@dataclass
+class ExtractionSummary:
+    """One ModIvA setting's success over a group of canaries (rates are fractions of the group)."""
+
+    extraction_rate: float
+    position_accuracy: float
+    median_relaxed_rank: float | None
+    swap_extraction_rate: float
+    swap_position_accuracy: float
+
+
+@dataclass
+class RepeatGroup:
+    """The canaries inserted `repeat` times: exposure and every extraction method's success."""
+
+    repeat: int
+    canaries: int
+    exposure_mean: float
+    exposure_max: float
+    enumeration_top1_rate: float
+    chance: float
+    modiva_alphabet: ExtractionSummary
+    modiva_vocab: ExtractionSummary
+
+    @property
+    def best_extraction_rate(self) -> float:
+        """The best of every method: enumeration, and ModIvA with and without swaps in both settings."""
+        modiva = (self.modiva_alphabet, self.modiva_vocab)
+        return max(
+            self.enumeration_top1_rate, *(m.extraction_rate for m in modiva), *(m.swap_extraction_rate for m in modiva)
+        )
+
+
+@dataclass
+class CanaryResult:
+    """What `privaudit canary` computed; `to_dict()` is results.json (schema `SCHEMA_VERSION`, kind "canary")."""
+
+    model: dict[str, Any]  # what was trained: arch, recipe, data, vocabulary, training examples
+    settings: CanarySettings
+    versions: dict[str, str]
+    template: dict[str, Any]
+    theoretical: PrivacyGuarantee | None
+    canaries: list[dict[str, Any]]  # per exposure canary: hash (or secret), exposure, ModIvA results
+    by_repeat: list[RepeatGroup]
+    decoys: int
+    one_run: OneRunAudit | None  # black-box: text canaries, final model
+    whitebox: WhiteBoxAudit | None  # white-box: gradient canaries, every step (DP-SGD only)
+    headline: Headline
+    run: dict[str, Any]
+    gate: Gate = field(default_factory=Gate)
+    kind: str = field(default="canary", init=False)
+
+    @property
+    def max_exposure(self) -> float:
+        return max(group.exposure_max for group in self.by_repeat)
+
+    @property
+    def best_extraction_rate(self) -> float:
+        return max(group.best_extraction_rate for group in self.by_repeat)
+
+    def headlines(self) -> list[Headline]:
+        return [self.headline]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": self.kind,
+            "model": self.model,
+            "settings": asdict(self.settings),
+            "versions": self.versions,
+            "template": self.template,
+            "theoretical": self.theoretical.to_dict() if self.theoretical else None,
+            "canaries": self.canaries,
+            "by_repeat": [asdict(group) for group in self.by_repeat],
+            "decoys": self.decoys,
+            "one_run": self.one_run.to_dict() if self.one_run else None,
+            "whitebox": self.whitebox.to_dict() if self.whitebox else None,
+            "headline": self.headline.to_dict(),
+            "run": self.run,
+            "gate": self.gate.to_dict(),
+        }
+
+
+def parse_repeats(text: str) -> list[int]:
+    """`--repeat 1,4,16`: how many times each group of canaries is inserted."""
+    return comma_separated(text, int, "--repeat", "1,4,16")
+
+
+def run_canary(
+    settings: CanarySettings,
+    data: TextDataset,
+    recipe: TrainingRecipe,
+    data_description: str,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> CanaryResult:
+    """Plant the canaries in `data`, train with `recipe`, then measure (ungated: `privaudit.gate` checks)."""
     template = parse_template(settings.template)
     labels = data.label_names
-    plan = plan_canaries(template, settings.insert, settings.repeats, labels, settings.seed, settings.label,
-                         settings.audit_canaries, settings.decoys)
+    plan = plan_canaries(
+        template,
+        settings.insert,
+        settings.repeats,
+        labels,
+        settings.seed,
+        settings.label,
+        settings.audit_canaries,
+        settings.decoys,
+    )
     timings = {}
     start = time.perf_counter()
-    fitted = fit(data + plan.inserted(), labels, recipe, device, progress, "training with canaries",
-                 gradient_canaries=settings.gradient_canaries if recipe.dp is not None else 0)
+    fitted = fit(
+        data + plan.inserted(),
+        labels,
+        recipe,
+        device,
+        progress,
+        "training with canaries",
+        gradient_canaries=settings.gradient_canaries if recipe.dp is not None else 0,
+    )
     timings["training_s"] = time.perf_counter() - start
     classifier = fitted.classifier
     slot_layout(classifier, template)  # every alphabet symbol must be a vocabulary token (else exit 2)
@@ -73,12 +189,19 @@ def run_canary(settings: CanarySettings, data: TextDataset, recipe: TrainingReci
         extractions = {}
         for setting in ("alphabet", "vocab"):
             clock = time.perf_counter()
-            extractions[setting] = modiva_extract(classifier, template, c.secret, c.label, setting,
-                                                  settings.modiva_steps, settings.modiva_restarts,
-                                                  seed=settings.seed + i).to_dict()
+            extractions[setting] = modiva_extract(
+                classifier,
+                template,
+                c.secret,
+                c.label,
+                setting,
+                settings.modiva_steps,
+                settings.modiva_restarts,
+                seed=settings.seed + i,
+            ).to_dict()
             spent[setting] += time.perf_counter() - clock
         rows.append({**c.to_dict(settings.show_secrets), "exposure": e.to_dict(), "modiva": extractions})
-        if task is not None:
+        if progress is not None and task is not None:
             progress.advance(task)
     timings["exposure_and_extraction_s"] = time.perf_counter() - start
     per_canary = max(1, len(exposure_canaries))
@@ -93,56 +216,29 @@ def run_canary(settings: CanarySettings, data: TextDataset, recipe: TrainingReci
     one_run = None
     if audit_canaries:
         scores = _membership_scores(classifier, template, audit_canaries, settings.seed)
-        one_run = one_run_audit(scores, np.array([c.repeat > 0 for c in audit_canaries]), delta).to_dict()
+        one_run = one_run_audit(scores, np.array([c.repeat > 0 for c in audit_canaries]), delta)
     timings["one_run_audit_s"] = time.perf_counter() - start
 
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "canary",
-        "model": {"arch": fitted.recipe.arch, "recipe": fitted.recipe.to_dict(), "data": data_description,
-                  "vocabulary": fitted.recipe.vocabulary_description(),
-                  "training_examples": len(data) + len(plan.inserted())},
-        "settings": asdict(settings),
-        "versions": package_versions(),
-        "template": {"text": template.text, "space_size": template.space_size, "slots": template.slots},
-        "theoretical": privacy.to_dict() if privacy else None,
-        "canaries": rows,
-        "by_repeat": summarise(rows, settings.repeats, template.space_size),
-        "decoys": len(plan.decoys),
-        "one_run": one_run,
-        "whitebox": fitted.whitebox.to_dict() if fitted.whitebox is not None else None,
-        "headline": headline(one_run, fitted.whitebox, privacy),
-        "run": run_section(timings),
-    }
-
-
-def check_canary(result: dict, max_exposure: float | None, max_extraction_rate: float | None,
-                 max_empirical_epsilon: float | None):
-    """Gate checks: the largest exposure of any canary, the best extraction rate of any method at any
-    repeat count, and the one-run epsilon bound."""
-    from privaudit.gate import Check
-
-    checks = []
-    if max_exposure is not None:
-        value = max(row["exposure"]["exposure"] for row in result["canaries"])
-        checks.append(Check("canary exposure (max, bits)", value, max_exposure, value <= max_exposure))
-    if max_extraction_rate is not None:
-        value = max(max(g["enumeration_top1_rate"], *(g[f"modiva_{s}"][k] for s in ("alphabet", "vocab")
-                                                      for k in ("extraction_rate", "swap_extraction_rate")))
-                    for g in result["by_repeat"])
-        checks.append(Check("canary extraction rate (best method, any repeat count)", value, max_extraction_rate,
-                            value <= max_extraction_rate))
-    bounds = [s["epsilon"] for s in (result["one_run"], result.get("whitebox")) if s is not None]
-    if max_empirical_epsilon is not None and bounds:
-        value = max(bounds)
-        checks.append(Check("one-run empirical epsilon (95% lower bound)", value, max_empirical_epsilon,
-                            value <= max_empirical_epsilon))
-    if result.get("whitebox") is not None:
-        # A DP-SGD that breaks its own promise fails the gate whatever the thresholds say.
-        failed = int(result["headline"]["violation"])
-        checks.append(Check("DP-SGD implementation (bound above theoretical epsilon, or a sampling or noise check failed)",
-                            failed, 0, failed == 0))
-    return checks
+    return CanaryResult(
+        model={
+            "arch": fitted.recipe.arch,
+            "recipe": fitted.recipe.to_dict(),
+            "data": data_description,
+            "vocabulary": fitted.recipe.vocabulary_description(),
+            "training_examples": len(data) + len(plan.inserted()),
+        },
+        settings=settings,
+        versions=package_versions(),
+        template={"text": template.text, "space_size": template.space_size, "slots": template.slots},
+        theoretical=privacy,
+        canaries=rows,
+        by_repeat=summarise(rows, settings.repeats, template.space_size),
+        decoys=len(plan.decoys),
+        one_run=one_run,
+        whitebox=fitted.whitebox,
+        headline=headline(one_run, fitted.whitebox, privacy),
+        run=run_section(timings),
+    )
 
 
 def _membership_scores(classifier, template, canaries, seed: int, reference: int = 500) -> np.ndarray:
@@ -150,8 +246,10 @@ def _membership_scores(classifier, template, canaries, seed: int, reference: int
     rng = np.random.default_rng(seed)
     label_stats = {}
     for label in sorted({c.label for c in canaries}):
-        secrets = [tuple(a[j] for a, j in zip(template.alphabets, rng.integers(0, [len(a) for a in template.alphabets])))
-                   for _ in range(reference)]
+        secrets = [
+            tuple(a[j] for a, j in zip(template.alphabets, rng.integers(0, [len(a) for a in template.alphabets])))
+            for _ in range(reference)
+        ]
         phi = _phi(classifier, [template.render(s) for s in secrets], label)
         label_stats[label] = (phi.mean(), phi.std() + 1e-9)
     scores = []
@@ -166,51 +264,68 @@ def _phi(classifier, texts, label) -> np.ndarray:
     return scaled_confidence(logits, np.full(len(texts), classifier.labels.index(label)))
 
 
-def summarise(rows: list[dict], repeats: list[int], space: int) -> list[dict]:
+def summarise(rows: list[dict], repeats: list[int], space: int) -> list[RepeatGroup]:
     out = []
     for r in sorted(set(repeats)):
         group = [row for row in rows if row["repeat"] == r]
         if not group:
             continue
         exposures = [row["exposure"]["exposure"] for row in group]
-        summary = {
-            "repeat": r, "canaries": len(group),
-            "exposure_mean": float(np.mean(exposures)), "exposure_max": float(np.max(exposures)),
-            "enumeration_top1_rate": float(np.mean([row["exposure"]["rank"] == 1 for row in group])),
-            "chance": 1.0 / space,
-        }
-        for setting in ("alphabet", "vocab"):
-            ex = [row["modiva"][setting] for row in group]
-            ranks = [e["relaxed_rank"] for e in ex if e["relaxed_rank"] is not None]
-            summary[f"modiva_{setting}"] = {
-                "extraction_rate": float(np.mean([e["success"] for e in ex])),
-                "position_accuracy": float(np.mean([e["position_accuracy"] for e in ex])),
-                "median_relaxed_rank": float(np.median(ranks)) if ranks else None,
-                "swap_extraction_rate": float(np.mean([e["swap_success"] for e in ex])),
-                "swap_position_accuracy": float(np.mean([e["swap_position_accuracy"] for e in ex])),
-            }
-        out.append(summary)
+        out.append(
+            RepeatGroup(
+                repeat=r,
+                canaries=len(group),
+                exposure_mean=float(np.mean(exposures)),
+                exposure_max=float(np.max(exposures)),
+                enumeration_top1_rate=float(np.mean([row["exposure"]["rank"] == 1 for row in group])),
+                chance=1.0 / space,
+                modiva_alphabet=_extraction_summary([row["modiva"]["alphabet"] for row in group]),
+                modiva_vocab=_extraction_summary([row["modiva"]["vocab"] for row in group]),
+            )
+        )
     return out
 
 
-def headline(one_run: dict | None, whitebox, privacy) -> dict:
+def _extraction_summary(extractions: list[dict]) -> ExtractionSummary:
+    ranks = [e["relaxed_rank"] for e in extractions if e["relaxed_rank"] is not None]
+    return ExtractionSummary(
+        extraction_rate=float(np.mean([e["success"] for e in extractions])),
+        position_accuracy=float(np.mean([e["position_accuracy"] for e in extractions])),
+        median_relaxed_rank=float(np.median(ranks)) if ranks else None,
+        swap_extraction_rate=float(np.mean([e["swap_success"] for e in extractions])),
+        swap_position_accuracy=float(np.mean([e["swap_position_accuracy"] for e in extractions])),
+    )
+
+
+def headline(one_run: OneRunAudit | None, whitebox: WhiteBoxAudit | None, privacy: PrivacyGuarantee | None) -> Headline:
     """The theoretical epsilon next to the white-box bound (gradient canaries, every step observed: the
     strongest adversary DP admits) and the black-box one (text canaries, final model only)."""
     if whitebox is None and one_run is None:
-        return {"text": "no audit canaries: no one-run epsilon bound", "empirical_epsilon": None,
-                "theoretical_epsilon": privacy.epsilon if privacy else None, "violation": False}
-    black = (f"black-box canaries (final model) at least {one_run['epsilon']:.2f}, {one_run['correct']} of "
-             f"{one_run['guesses']} guesses right" if one_run is not None else "")
+        return Headline("no audit canaries: no one-run epsilon bound", None, privacy.epsilon if privacy else None)
+    black = (
+        f"black-box canaries (final model) at least {one_run.epsilon:.2f}, {one_run.steinke.correct} of "
+        f"{one_run.steinke.guesses} guesses right"
+        if one_run is not None
+        else ""
+    )
     if whitebox is None:
-        return epsilon_headline("one-run canary audit", one_run["epsilon"], privacy, one_run["confidence"],
-                                f", {one_run['correct']} of {one_run['guesses']} guesses right")
+        assert one_run is not None
+        return epsilon_headline(
+            "one-run canary audit",
+            one_run.epsilon,
+            privacy,
+            one_run.confidence,
+            f", {one_run.steinke.correct} of {one_run.steinke.guesses} guesses right",
+        )
     bound = whitebox.epsilon  # the strongest adversary's; the black-box bound is shown beside it, not maxed in
-    detail = (f"; white-box {whitebox.every_step.steinke.epsilon:.2f} (Steinke et al.), "
-              f"{whitebox.every_step.gdp.epsilon:.2f} (f-DP, Gaussian) from {whitebox.canaries:,} gradient canaries"
-              + (f"; {black}" if black else ""))
+    detail = (
+        f"; white-box {whitebox.every_step.steinke.epsilon:.2f} (Steinke et al.), "
+        f"{whitebox.every_step.gdp.epsilon:.2f} (f-DP, Gaussian) from {whitebox.canaries:,} gradient canaries"
+        + (f"; {black}" if black else "")
+    )
     result = epsilon_headline("white-box one-run audit", bound, privacy, whitebox.confidence, detail)
     failures = whitebox.check_failures()  # a bound above the claim is flagged by epsilon_headline itself
     if failures:
-        result["violation"] = True
-        result["text"] += " -- " + "; ".join(failures).upper()
+        result.violation = True
+        result.text += " -- " + "; ".join(failures).upper()
     return result

@@ -31,14 +31,15 @@ class Exposure:
     exposure: float  # bits
     rank: float
     space: int
-    method: str      # "exact" or "extrapolated"
+    method: str  # "exact" or "extrapolated"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def candidate_scores(classifier: TextClassifier, template: Template, secrets, label: str,
-                     batch_size: int = 4096) -> np.ndarray:
+def candidate_scores(
+    classifier: TextClassifier, template: Template, secrets, label: str, batch_size: int = 4096
+) -> np.ndarray:
     """Scaled confidence of `label` for the template filled with each secret."""
     label_id = classifier.labels.index(label)
     out, chunk = [], []
@@ -64,8 +65,9 @@ def exact_exposure(classifier, template: Template, secret: tuple[str, ...], labe
     return Exposure(math.log2(template.space_size) - math.log2(rank), rank, template.space_size, "exact")
 
 
-def extrapolated_exposure(classifier, template: Template, secret: tuple[str, ...], label: str,
-                          samples: int = 10_000, seed: int = 0) -> Exposure:
+def extrapolated_exposure(
+    classifier, template: Template, secret: tuple[str, ...], label: str, samples: int = 10_000, seed: int = 0
+) -> Exposure:
     rng = random.Random(seed)
     sample = [tuple(rng.choice(a) for a in template.alphabets) for _ in range(samples)]
     scores = candidate_scores(classifier, template, sample, label)

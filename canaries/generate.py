@@ -26,9 +26,9 @@ from .templates import Template
 class Canary:
     secret: tuple[str, ...]
     label: str
-    repeat: int          # times inserted; 0 for an audit canary left out
+    repeat: int  # times inserted; 0 for an audit canary left out
     text: str
-    role: str            # "exposure" or "audit"
+    role: str  # "exposure" or "audit"
 
     def to_dict(self, show_secret: bool) -> dict:
         d = asdict(self)
@@ -56,8 +56,16 @@ class CanaryPlan:
         return TextDataset(texts, labels)
 
 
-def plan_canaries(template: Template, n: int, repeats: list[int], labels: list[str], seed: int,
-                  label: str | None = None, audit: int = 0, decoys: int = 0) -> CanaryPlan:
+def plan_canaries(
+    template: Template,
+    n: int,
+    repeats: list[int],
+    labels: list[str],
+    seed: int,
+    label: str | None = None,
+    audit: int = 0,
+    decoys: int = 0,
+) -> CanaryPlan:
     if n < 1:
         raise PrivauditError("--insert must be at least 1")
     if not repeats or any(r < 1 for r in repeats):
@@ -90,7 +98,7 @@ def plan_canaries(template: Template, n: int, repeats: list[int], labels: list[s
 
 def _distinct_secrets(template: Template, count: int, rng: random.Random) -> list[tuple[str, ...]]:
     seen: set[tuple[str, ...]] = set()
-    out = []
+    out: list[tuple[str, ...]] = []
     alphabets = template.alphabets
     while len(out) < count:
         secret = tuple(rng.choice(a) for a in alphabets)

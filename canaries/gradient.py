@@ -38,7 +38,7 @@ through Opacus's own per-sample gradients and clipping; sampling them is then th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -60,8 +60,8 @@ class SamplingCheck:
 
     mean_count: float
     expected_count: float
-    dispersion: float   # sum (c - Tq)^2 / (Tq(1-q)) / k: about 1 under Poisson sampling, 0 for fixed-size batches
-    p_value: float      # two-sided, from the statistic's exact null mean and variance (normal approximation)
+    dispersion: float  # sum (c - Tq)^2 / (Tq(1-q)) / k: about 1 under Poisson sampling, 0 for fixed-size batches
+    p_value: float  # two-sided, from the statistic's exact null mean and variance (normal approximation)
     passed: bool
 
     def to_dict(self) -> dict:
@@ -83,7 +83,7 @@ class NoiseCheck:
 class WhiteBoxAudit:
     canaries: int
     steps: int
-    observed_noise: float | None     # the noise multiplier the adversary measured
+    observed_noise: float | None  # the noise multiplier the adversary measured
     confidence: float
     delta: float
     every_step: OneRunAudit
@@ -97,26 +97,41 @@ class WhiteBoxAudit:
 
     def failures(self, theoretical_epsilon: float) -> list[str]:
         """What this audit says is wrong with the DP-SGD that ran (empty when nothing is)."""
-        bound = ([f"white-box bound {self.epsilon:.2f} above the theoretical epsilon {theoretical_epsilon:.2f}"]
-                 if self.epsilon > theoretical_epsilon else [])
+        bound = (
+            [f"white-box bound {self.epsilon:.2f} above the theoretical epsilon {theoretical_epsilon:.2f}"]
+            if self.epsilon > theoretical_epsilon
+            else []
+        )
         return bound + self.check_failures()
 
     def check_failures(self) -> list[str]:
         """The implementation checks that failed (the sampling and the noise freshness)."""
         out = []
         if not self.sampling.passed:
-            out.append(f"sampling check failed: canaries were sampled {self.sampling.dispersion:.2f}x as variably as "
-                       f"Poisson sampling at the accounted rate (p = {self.sampling.p_value:.1e})")
+            out.append(
+                f"sampling check failed: canaries were sampled {self.sampling.dispersion:.2f}x as variably as "
+                f"Poisson sampling at the accounted rate (p = {self.sampling.p_value:.1e})"
+            )
         if not self.noise.passed:
-            out.append(f"noise check failed: consecutive steps' noise correlates {self.noise.correlation:.2f} "
-                       f"(fresh noise: about 0)")
+            out.append(
+                f"noise check failed: consecutive steps' noise correlates {self.noise.correlation:.2f} "
+                f"(fresh noise: about 0)"
+            )
         return out
 
     def to_dict(self) -> dict:
-        return {"canaries": self.canaries, "steps": self.steps, "observed_noise": self.observed_noise,
-                "confidence": self.confidence, "delta": self.delta, "epsilon": self.epsilon,
-                "every_step": self.every_step.to_dict(), "final_weights": self.final_weights.to_dict(),
-                "sampling": self.sampling.to_dict(), "noise": self.noise.to_dict()}
+        return {
+            "canaries": self.canaries,
+            "steps": self.steps,
+            "observed_noise": self.observed_noise,
+            "confidence": self.confidence,
+            "delta": self.delta,
+            "epsilon": self.epsilon,
+            "every_step": self.every_step.to_dict(),
+            "final_weights": self.final_weights.to_dict(),
+            "sampling": self.sampling.to_dict(),
+            "noise": self.noise.to_dict(),
+        }
 
 
 class GradientCanaries:
@@ -130,8 +145,16 @@ class GradientCanaries:
     and once at the end `canaries.finish(delta)`.
     """
 
-    def __init__(self, parameters: list[torch.Tensor], count: int, max_grad_norm: float, sample_rate: float,
-                 expected_batch_size: float, seed: int | None = None, quiet: np.ndarray | None = None):
+    def __init__(
+        self,
+        parameters: list[torch.Tensor],
+        count: int,
+        max_grad_norm: float,
+        sample_rate: float,
+        expected_batch_size: float,
+        seed: int | None = None,
+        quiet: np.ndarray | None = None,
+    ):
         """`quiet`: positions in the concatenation of `parameters` that no real example's gradient touches;
         canaries go there first (any choice made without looking at the inclusion bits keeps the audit valid)."""
         if count < 2:
@@ -151,8 +174,11 @@ class GradientCanaries:
         self.param_index = np.searchsorted(offsets, flat, side="right") - 1
         self.local_index = flat - offsets[self.param_index]
         # Per parameter: which canaries sit in it and where, computed once (read at every step).
-        self._groups = [(k, rows, torch.as_tensor(self.local_index[rows], device=self.parameters[k].device))
-                        for k in np.unique(self.param_index) for rows in [np.flatnonzero(self.param_index == k)]]
+        self._groups = [
+            (k, rows, torch.as_tensor(self.local_index[rows], device=self.parameters[k].device))
+            for k in np.unique(self.param_index)
+            for rows in [np.flatnonzero(self.param_index == k)]
+        ]
         self.included = self.rng.random(count) < 0.5
         self.included_ids = np.flatnonzero(self.included)
         self.max_grad_norm = max_grad_norm
@@ -182,8 +208,11 @@ class GradientCanaries:
         """The sampled canaries (positions among the included ones) as per-example gradients of norm M C."""
         ids = self.included_ids[np.asarray(sampled, dtype=np.int64)]
         np.add.at(self.sampled_counts, ids, 1)
-        return DiracRows(torch.as_tensor(self.param_index[ids]), torch.as_tensor(self.local_index[ids]),
-                         torch.full((len(ids),), CANARY_MAGNITUDE * self.max_grad_norm))
+        return DiracRows(
+            torch.as_tensor(self.param_index[ids]),
+            torch.as_tensor(self.local_index[ids]),
+            torch.full((len(ids),), CANARY_MAGNITUDE * self.max_grad_norm),
+        )
 
     def observe(self) -> None:
         """Read the privatised gradient at every canary's coordinate (call after noise and scaling)."""
@@ -210,10 +239,15 @@ class GradientCanaries:
         # A score that overflowed (an update far larger than any correct DP-SGD makes) is as "included" as it gets.
         every_step = np.nan_to_num(self.llr, nan=np.inf, posinf=np.finfo(float).max)
         return WhiteBoxAudit(
-            canaries=self.count, steps=self.steps, observed_noise=self.observed_sigma, confidence=confidence,
-            delta=delta, every_step=one_run_audit(every_step, self.included, delta, confidence),
+            canaries=self.count,
+            steps=self.steps,
+            observed_noise=self.observed_sigma,
+            confidence=confidence,
+            delta=delta,
+            every_step=one_run_audit(every_step, self.included, delta, confidence),
             final_weights=one_run_audit(np.nan_to_num(final), self.included, delta, confidence),
-            sampling=self.sampling_check(), noise=self.noise_check(),
+            sampling=self.sampling_check(),
+            noise=self.noise_check(),
         )
 
     def noise_check(self) -> NoiseCheck:
@@ -270,8 +304,9 @@ def attach_to_opacus(optimizer, canaries: GradientCanaries) -> None:
     optimizer.pre_step = observed_pre_step
 
 
-def unused_embedding_coordinates(parameters: list[torch.Tensor], embedding: torch.Tensor,
-                                 used_ids: set[int]) -> np.ndarray:
+def unused_embedding_coordinates(
+    parameters: list[torch.Tensor], embedding: torch.Tensor, used_ids: set[int]
+) -> np.ndarray:
     """Positions, in the concatenation of `parameters`, of the embedding rows whose ids are not in
     `used_ids`: no training text looks them up, so no real gradient ever reaches them."""
     offset = 0

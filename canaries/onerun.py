@@ -115,10 +115,10 @@ def gdp_epsilon(mu: float, delta: float) -> float:
 class OneRunBound:
     """One analysis's lower bound, with the guesses it was computed from."""
 
-    method: str        # "steinke" or "gdp"
-    epsilon: float     # lower bound on epsilon at `delta`, at `confidence`
-    guesses: int       # r
-    correct: int       # v
+    method: str  # "steinke" or "gdp"
+    epsilon: float  # lower bound on epsilon at `delta`, at `confidence`
+    guesses: int  # r
+    correct: int  # v
     mu: float | None = None  # for "gdp": the rejected mu
 
 
@@ -153,8 +153,7 @@ def guess_counts(scores: np.ndarray, included: np.ndarray, fractions=GUESS_FRACT
     return [(2 * k, int(included[order[:k]].sum() + (~included[order[-k:]]).sum())) for k in ks]
 
 
-def one_run_audit(scores, included, delta: float, confidence: float = 0.95,
-                  fractions=GUESS_FRACTIONS) -> OneRunAudit:
+def one_run_audit(scores, included, delta: float, confidence: float = 0.95, fractions=GUESS_FRACTIONS) -> OneRunAudit:
     """Both one-run bounds from per-canary membership scores (higher = more likely included)."""
     scores = np.asarray(scores, dtype=float)
     included = np.asarray(included, dtype=bool)

@@ -45,8 +45,9 @@ def _check(noise_multiplier: float | None, sample_rate: float, steps: int, delta
         raise PrivauditError(f"delta must be in (0, 1), got {delta}")
 
 
-def compute_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                    accountant: str = DEFAULT_ACCOUNTANT) -> float:
+def compute_epsilon(
+    noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = DEFAULT_ACCOUNTANT
+) -> float:
     """epsilon of `steps` Poisson-subsampled Gaussian steps at the given delta."""
     _check(noise_multiplier, sample_rate, steps, delta)
     acc = _accountant(accountant)
@@ -54,8 +55,9 @@ def compute_epsilon(noise_multiplier: float, sample_rate: float, steps: int, del
     return float(acc.get_epsilon(delta))
 
 
-def calibrate_noise(target_epsilon: float, sample_rate: float, steps: int, delta: float,
-                    accountant: str = DEFAULT_ACCOUNTANT) -> float:
+def calibrate_noise(
+    target_epsilon: float, sample_rate: float, steps: int, delta: float, accountant: str = DEFAULT_ACCOUNTANT
+) -> float:
     """The smallest noise multiplier whose epsilon is at most target_epsilon."""
     _check(None, sample_rate, steps, delta)
     if target_epsilon <= 0:
@@ -63,16 +65,26 @@ def calibrate_noise(target_epsilon: float, sample_rate: float, steps: int, delta
     # RDP is fast and never below the tight epsilon, so its calibrated noise bounds the search from
     # above; small noise makes the PLD slow, so the search never starts far below that bracket.
     upper = dp_accounting.calibrate_dp_mechanism(
-        rdp.RdpAccountant, lambda s: _event(s, sample_rate, steps), target_epsilon, delta,
-        dp_accounting.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-4,
+        rdp.RdpAccountant,
+        lambda s: _event(s, sample_rate, steps),
+        target_epsilon,
+        delta,
+        dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
+        tol=1e-4,
     )
     if accountant == "rdp":
         return float(upper)
     # calibrate_dp_mechanism returns the end of its final bracket on the safe (private) side.
-    return float(dp_accounting.calibrate_dp_mechanism(
-        lambda: _accountant(accountant, coarse=True), lambda s: _event(s, sample_rate, steps),
-        target_epsilon, delta, dp_accounting.ExplicitBracketInterval(upper / 2, upper), tol=1e-3,
-    ))
+    return float(
+        dp_accounting.calibrate_dp_mechanism(
+            lambda: _accountant(accountant, coarse=True),
+            lambda s: _event(s, sample_rate, steps),
+            target_epsilon,
+            delta,
+            dp_accounting.ExplicitBracketInterval(upper / 2, upper),
+            tol=1e-3,
+        )
+    )
 
 
 def default_delta(n_examples: int) -> float:
@@ -98,12 +110,20 @@ class PrivacyGuarantee:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PrivacyGuarantee":
+    def from_dict(cls, d: dict) -> PrivacyGuarantee:
         return cls(**d)
 
 
 def account(dp, sample_rate: float, steps: int) -> PrivacyGuarantee:
     """The guarantee of a DP-SGD run with settings `dp` (a recipe.DPSettings with noise and delta set)."""
     epsilon = compute_epsilon(dp.noise_multiplier, sample_rate, steps, dp.delta, dp.accountant)
-    return PrivacyGuarantee(epsilon, dp.delta, dp.accountant, dp.noise_multiplier, sample_rate, steps,
-                            dp.max_grad_norm, dp.insecure_seed is not None)
+    return PrivacyGuarantee(
+        epsilon,
+        dp.delta,
+        dp.accountant,
+        dp.noise_multiplier,
+        sample_rate,
+        steps,
+        dp.max_grad_norm,
+        dp.insecure_seed is not None,
+    )

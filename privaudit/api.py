@@ -1,24 +1,36 @@
 """The Python API behind the CLI commands `train`, `info`, `epsilon`, `mia` and `report`.
 
-    from privaudit.api import train
-    from privaudit.recipe import TrainingRecipe, DPSettings
-    bundle = train("train.csv", TrainingRecipe(arch="cnn", dp=DPSettings(target_epsilon=4)), out="model.pt")
+from privaudit.api import train
+from privaudit.recipe import TrainingRecipe, DPSettings
+bundle = train("train.csv", TrainingRecipe(arch="cnn", dp=DPSettings(target_epsilon=4)), out="model.pt")
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.progress import Progress
 
+from privaudit.canaries.audit import CanaryResult, CanarySettings, run_canary
+
 from .accounting import ACCOUNTANTS, compute_epsilon
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
-from .bundle import ModelBundle, save_bundle
-from .headline import REPRODUCIBLE_WARNING
-from .recipe import TrainingRecipe
+from .bundle import ModelBundle, load_bundle, save_bundle
+from .config import AuditConfig
 from .data import file_sha256
 from .devices import resolve_device
-from .manifest import AuditManifest, keyed_fingerprints, manifest_path, new_key, save_manifest
+from .errors import PrivauditError
+from .gate import Thresholds, combined, gate
+from .headline import REPRODUCIBLE_WARNING
+from .manifest import AuditManifest, keyed_fingerprints, load_manifest, manifest_path, new_key, save_manifest
+from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
+from .recipe import DPSettings, TrainingRecipe
+from .results import SCHEMA_VERSION, Gate, Headline, Result
+from .shadows import default_cache_dir
 from .source import DataSource, demo_source, file_source, load_source
 from .training import train_target
 from .versions import package_versions
@@ -29,8 +41,14 @@ def resolve_source(data: str | Path | None, text_col: str = "text", label_col: s
     return demo_source() if data is None else file_source(data, text_col, label_col)
 
 
-def train(data: str | Path | DataSource | None, recipe: TrainingRecipe, out: str | Path | None = None,
-          device: str = "auto", progress: Progress | None = None, split_seed: int | None = None) -> ModelBundle:
+def train(
+    data: str | Path | DataSource | None,
+    recipe: TrainingRecipe,
+    out: str | Path | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    split_seed: int | None = None,
+) -> ModelBundle:
     """Train on `data` (half held out as non-members by default); with `out`, save the model file and its
     audit manifest beside it (save_model). The split is secret unless `split_seed` is given."""
     source = data if isinstance(data, DataSource) else resolve_source(data)
@@ -45,8 +63,12 @@ def train(data: str | Path | DataSource | None, recipe: TrainingRecipe, out: str
         privacy=target.fitted.privacy,
         metrics=target.metrics,
         versions=package_versions(),
-        manifest=AuditManifest(source, key, [fingerprints[i] for i in target.member_indices],
-                               [fingerprints[i] for i in target.heldout_indices]),
+        manifest=AuditManifest(
+            source,
+            key,
+            [fingerprints[i] for i in target.member_indices],
+            [fingerprints[i] for i in target.heldout_indices],
+        ),
     )
     if out is not None:
         save_model(bundle, out)
@@ -75,23 +97,39 @@ def bundle_summary(bundle: ModelBundle, manifest: AuditManifest | None = None) -
     ]
     manifest = manifest or bundle.manifest
     if manifest is not None:
-        rows += [("data (audit manifest)", manifest.data_source.describe()),
-                 ("members / held-out", f"{len(manifest.member_fingerprints):,} / {len(manifest.heldout_fingerprints):,}")]
+        rows += [
+            ("data (audit manifest)", manifest.data_source.describe()),
+            ("members / held-out", f"{len(manifest.member_fingerprints):,} / {len(manifest.heldout_fingerprints):,}"),
+        ]
     rows += [
         ("vocabulary", recipe.vocabulary_description()),
-        ("recipe", f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, "
-                   f"weight decay {recipe.weight_decay:g}, dropout {recipe.dropout:g}, max length "
-                   f"{recipe.max_len}, seed {recipe.seed}"),
+        (
+            "recipe",
+            f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, "
+            f"weight decay {recipe.weight_decay:g}, dropout {recipe.dropout:g}, max length "
+            f"{recipe.max_len}, seed {recipe.seed}",
+        ),
     ]
     if bundle.privacy is None:
         rows.append(("DP-SGD", "no (no theoretical privacy guarantee)"))
     else:
         p = bundle.privacy
-        rows.append(("DP-SGD", f"noise multiplier {p.noise_multiplier:.4g}, max grad norm {p.max_grad_norm:g}, "
-                               f"sample rate {p.sample_rate:.4g}, {p.steps:,} steps"))
+        rows.append(
+            (
+                "DP-SGD",
+                f"noise multiplier {p.noise_multiplier:.4g}, max grad norm {p.max_grad_norm:g}, "
+                f"sample rate {p.sample_rate:.4g}, {p.steps:,} steps",
+            )
+        )
         rows.append(("epsilon", f"{p.epsilon:.3f} at delta {p.delta:g} ({p.accountant.upper()} accountant)"))
-        rows.append(("DP randomness", REPRODUCIBLE_WARNING if p.reproducible else
-                     "noise and Poisson sampling from operating-system entropy (not recorded, not replayable)"))
+        rows.append(
+            (
+                "DP randomness",
+                REPRODUCIBLE_WARNING
+                if p.reproducible
+                else "noise and Poisson sampling from operating-system entropy (not recorded, not replayable)",
+            )
+        )
     for key, value in bundle.metrics.items():
         rows.append((key.replace("_", " "), f"{value:.4f}" if isinstance(value, float) else str(value)))
     rows.append(("created", bundle.created))
@@ -106,8 +144,6 @@ def epsilon_table(noise_multiplier: float, sample_rate: float, steps: int, delta
 
 def demo_model(cache_dir: str | Path | None = None, progress: Progress | None = None) -> Path:
     """A non-DP cnn trained on the built-in demo data set, cached (it is the same model every time)."""
-    from .shadows import default_cache_dir
-
     # The bundle format's version is in the name: a cached model of an older format is never picked up.
     path = Path(cache_dir or default_cache_dir()) / f"demo-target-cnn-v{BUNDLE_FORMAT_VERSION}.pt"
     if not path.is_file() or not manifest_path(path).is_file():
@@ -126,88 +162,128 @@ def hf_target(path: str | Path, base_model: str | Path | None, max_len: int = 64
     return ModelBundle(classifier, recipe.resolved(), None, None, versions=package_versions())
 
 
-def mia(model: str | Path | None, settings=None, thresholds=None, data=None, members=None, nonmembers=None,
-        population=None, demo: bool = False, progress: Progress | None = None, base_model=None,
-        manifest: str | Path | None = None) -> dict:
+def mia(
+    model: str | Path | None,
+    settings: MiaSettings | None = None,
+    thresholds: Thresholds | None = None,
+    data: str | Path | None = None,
+    members: str | Path | None = None,
+    nonmembers: str | Path | None = None,
+    population: str | Path | None = None,
+    demo: bool = False,
+    progress: Progress | None = None,
+    base_model: str | Path | None = None,
+    manifest: str | Path | None = None,
+) -> MiaResult:
     """`privaudit mia`: run every membership-inference attack and check the gate's thresholds.
 
     `model` is a bundle, whose members the audit manifest beside it names (or `manifest`), or a fine-tuned
     Hugging Face directory (with `members`/`nonmembers` files and, for shadow models, `base_model`: the
     checkpoint it was fine-tuned from)."""
-    from .bundle import load_bundle
-    from .errors import PrivauditError
-    from .gate import Thresholds, check_mia, gate_section
-    from .manifest import load_manifest
-    from .mia import MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
-
     settings = settings or MiaSettings()
+    settings.validate()  # before any training
     if demo:
         model = demo_model(settings.cache_dir, progress)
-    if model is not None and Path(model).is_dir():
+    if model is None:
+        raise PrivauditError("give a model file or demo=True")
+    if Path(model).is_dir():
         if members is None:
             raise PrivauditError(f"{model} is a Hugging Face directory: give --members and --nonmembers")
         if settings.shadows >= 2 and base_model is None:
-            raise PrivauditError("shadow models must be trained like the target, from the checkpoint it was "
-                                 "fine-tuned from: give --base-model DIR (or --shadows 0 --attack loss)")
+            raise PrivauditError(
+                "shadow models must be trained like the target, from the checkpoint it was "
+                "fine-tuned from: give --base-model DIR (or --shadows 0 --attack loss)"
+            )
         bundle = hf_target(model, base_model)
     else:
         bundle = load_bundle(model, settings.device)
     if members is not None:
-        audit = audit_set_from_files(members, nonmembers)
+        if nonmembers is None:
+            raise PrivauditError("--members and --nonmembers go together")
+        audit_set = audit_set_from_files(members, nonmembers)
     else:
-        audit = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)
-    result = run_mia(bundle, settings, audit, population=population, progress=progress)
-    result["model"]["path"] = str(model)
-    result["gate"] = gate_section(check_mia(result, thresholds or Thresholds()))
+        audit_set = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)
+    result = run_mia(bundle, settings, audit_set, population=population, progress=progress)
+    result.model["path"] = str(model)
+    gate(result, thresholds or Thresholds())
     return result
 
 
-def canary(settings, data: str | Path | None = None, recipe: TrainingRecipe | None = None,
-           model: str | Path | None = None, thresholds: dict | None = None, device: str = "auto",
-           progress: Progress | None = None) -> dict:
+def canary(
+    settings: CanarySettings,
+    data: str | Path | None = None,
+    recipe: TrainingRecipe | None = None,
+    model: str | Path | None = None,
+    thresholds: Thresholds | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> CanaryResult:
     """`privaudit canary`: insert canaries into `data` (or the bundle's data), train with `recipe` (or the
     bundle's recipe), then measure exposure, extraction and the one-run epsilon bound."""
-    from .bundle import load_bundle
-    from .gate import gate_section
-    from privaudit.canaries.audit import check_canary, run_canary
-
     if model is not None:
-        from .manifest import load_manifest
-
+        if recipe is not None:
+            # Never train silently without the DP asked for: with a model, the model's own recipe decides.
+            raise PrivauditError(
+                "--model retrains with that model's own recipe (DP settings included): drop the "
+                "DP options, or give --data with --dp instead of --model"
+            )
         bundle = load_bundle(model)
         source = resolve_source(data) if data is not None else load_manifest(manifest_path(model), model).data_source
         recipe = bundle.recipe
     else:
         source = resolve_source(data)
     dataset = load_source(source)
-    result = run_canary(settings, dataset, recipe or TrainingRecipe(), source.describe(), resolve_device(device),
-                        progress)
-    result["gate"] = gate_section(check_canary(result, **(thresholds or {})))
+    result = run_canary(
+        settings, dataset, recipe or TrainingRecipe(), source.describe(), resolve_device(device), progress
+    )
+    gate(result, thresholds or Thresholds())
     return result
 
 
-def audit(config, overrides: dict | None = None, progress: Progress | None = None) -> dict:
+@dataclass
+class AuditResult:
+    """What `privaudit audit` computed: one gated result per configured audit kind ("mia", "canary")."""
+
+    config: str
+    model: str
+    versions: dict[str, str]
+    sections: dict[str, MiaResult | CanaryResult]
+    gate: Gate
+    kind: str = field(default="audit", init=False)
+
+    def headlines(self) -> list[Headline]:
+        return [h for section in self.sections.values() for h in section.headlines()]
+
+    def to_dict(self) -> dict[str, Any]:
+        lines = [h.text for h in self.headlines()]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": self.kind,
+            "config": self.config,
+            "model": self.model,
+            "versions": self.versions,
+            "sections": {name: section.to_dict() for name, section in self.sections.items()},
+            "gate": self.gate.to_dict(),
+            "headline": {
+                "text": " | ".join(lines),
+                "lines": lines,
+                "violation": any(h.violation for h in self.headlines()),
+            },
+        }
+
+
+def audit(
+    config: AuditConfig, overrides: dict[str, Any] | None = None, progress: Progress | None = None
+) -> AuditResult:
     """`privaudit audit`: run the audits a config names (privaudit.config.AuditConfig) and gate them.
 
-    `overrides` holds CLI values that replace the file's: model, data, thresholds.* and mia.*."""
-    import hashlib
-    import json
-
-    from .gate import Thresholds, check_limits
-    from .mia import MiaSettings
-    from .recipe import DPSettings
-    from .shadows import default_cache_dir
-    from privaudit.canaries.audit import CanarySettings
-
+    `overrides` holds CLI values that replace the file's: model, data, device, thresholds (a mapping of
+    Thresholds fields) and mia (a mapping of MiaSettings fields)."""
     overrides = overrides or {}
     model = overrides.get("model") or config.model
     data = overrides.get("data") or config.data
-    thresholds = {**config.thresholds, **overrides.get("thresholds", {})}
-    # Every threshold is checked (by Thresholds and check_limits) before minutes of training, not after.
-    mia_limits = Thresholds(thresholds.get("max_auc"), [tuple(p) for p in thresholds.get("max_tpr_at_fpr", [])],
-                            thresholds.get("max_empirical_epsilon"))
-    canary_limits = {k: thresholds.get(k) for k in ("max_exposure", "max_extraction_rate", "max_empirical_epsilon")}
-    check_limits(canary_limits)
+    # Every threshold is checked (by Thresholds) before minutes of training, not after.
+    thresholds = Thresholds.from_mapping(config.thresholds).replaced(overrides.get("thresholds", {}))
     cache_dir = config.cache_dir or str(default_cache_dir())
     device = resolve_device(overrides.get("device") or config.device)
     if model is None and config.train is not None:
@@ -215,62 +291,52 @@ def audit(config, overrides: dict | None = None, progress: Progress | None = Non
         dp = train_table.pop("dp", None)
         recipe = TrainingRecipe(**train_table, seed=config.seed, dp=DPSettings(**dp) if dp else None)
         source = resolve_source(data)
-        key = hashlib.sha256(json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION],
-                                        sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(
+            json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION], sort_keys=True).encode()
+        ).hexdigest()
         model = Path(cache_dir) / f"audit-model-{key[:24]}.pt"
         if not model.is_file() or not manifest_path(model).is_file():
             train(source, recipe, out=model, device=device, progress=progress)
         data = None  # the model's audit manifest records its data
     elif model is None:
         model = demo_model(cache_dir, progress)
-    sections = {}
+    sections: dict[str, MiaResult | CanaryResult] = {}
     if config.mia is not None:
         mia_table = {**config.mia, **overrides.get("mia", {})}
         settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
-        sections["mia"] = mia(model, settings, mia_limits, data=data, progress=progress)
+        sections["mia"] = mia(model, settings, thresholds, data=data, progress=progress)
     if config.canary is not None:
         table = dict(config.canary)
         if "repeat" in table:
             table["repeats"] = table.pop("repeat")
-        settings = CanarySettings(seed=config.seed, **table)
-        sections["canary"] = canary(settings, data, None, model, canary_limits, device, progress)
-    checks = [dict(c, metric=f"{name}: {c['metric']}") for name, s in sections.items() for c in s["gate"]["checks"]]
-    return {
-        "schema_version": 1,
-        "kind": "audit",
-        "config": config.path,
-        "model": str(model),
-        "versions": package_versions(),
-        "sections": sections,
-        "gate": {"checks": checks, "passed": all(c["passed"] for c in checks)},
-        "headline": {"text": " | ".join(s["headline"]["text"] for s in sections.values()),
-                     "lines": [s["headline"]["text"] for s in sections.values()],
-                     "violation": any(s["headline"]["violation"] for s in sections.values())},
-    }
+        canary_settings = CanarySettings(seed=config.seed, **table)
+        sections["canary"] = canary(canary_settings, data, None, model, thresholds, device, progress)
+    return AuditResult(str(config.path), str(model), package_versions(), sections, combined(sections))
 
 
 # What a --report folder holds: file name and format.
 REPORT_FILES = (("results.json", "json"), ("report.md", "markdown"), ("report.html", "html"))
 
 
-def write_results(result: dict, report: str | Path | None = None, output: str | Path | None = None) -> None:
-    """results.json (and, in a report folder, report.md and report.html), each written atomically."""
+def write_results(
+    result: Result, report: str | Path | None = None, output: str | Path | None = None, output_format: str = "json"
+) -> None:
+    """`output` in `output_format` (results.json by default) and, in a `report` folder, results.json,
+    report.md and report.html; each written atomically."""
     from .fileio import write_text_atomic
     from .reports import render
 
+    doc = result.to_dict()
     if output is not None:
-        write_text_atomic(output, render(result, "json"))
+        write_text_atomic(output, render(doc, output_format))
     if report is not None:
         report = Path(report)
         for name, fmt in REPORT_FILES:
-            write_text_atomic(report / name, render(result, fmt))
+            write_text_atomic(report / name, render(doc, fmt))
 
 
 def render_results(results: str | Path, fmt: str) -> str:
     """`privaudit report`: render a results.json in another format."""
-    import json
-
-    from .errors import PrivauditError
     from .reports import render
 
     path = Path(results)
@@ -285,5 +351,17 @@ def render_results(results: str | Path, fmt: str) -> str:
     return render(doc, fmt)
 
 
-__all__ = ["train", "bundle_summary", "epsilon_table", "resolve_source", "mia", "canary", "write_results",
-           "render_results", "demo_model"]
+__all__ = [
+    "train",
+    "save_model",
+    "bundle_summary",
+    "epsilon_table",
+    "resolve_source",
+    "mia",
+    "canary",
+    "audit",
+    "AuditResult",
+    "write_results",
+    "render_results",
+    "demo_model",
+]

@@ -21,13 +21,14 @@ from .devices import resolve_device
 from .dpsgd import GaussianNoise, PerExampleClipper
 from .recipe import TrainingRecipe
 from .tokenization import encode
-from .training import make_optimizer, build_classifier, dp_step, nondp_step
+from .training import build_classifier, dp_step, make_optimizer, nondp_step
 
 ROUNDS = 5
 
 
-def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str | Path | None = None,
-             device: str = "auto") -> list[dict]:
+def bench_dp(
+    archs: list[str], batch_size: int = 64, steps: int = 30, data: str | Path | None = None, device: str = "auto"
+) -> list[dict]:
     device = resolve_device(device)
     dataset = demo_dataset() if data is None else load_dataset(data)
     rows = []
@@ -39,8 +40,9 @@ def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str 
         batches = []
         for _ in range(steps):
             idx = rng.choice(len(dataset), batch_size, replace=False)
-            ids, mask = encode(classifier.tokenizer, [dataset.texts[i] for i in idx], recipe.max_len,
-                               classifier.config.pad_id)
+            ids, mask = encode(
+                classifier.tokenizer, [dataset.texts[i] for i in idx], recipe.max_len, classifier.config.pad_id
+            )
             targets = classifier.label_ids([dataset.labels[i] for i in idx]).cpu()
             batches.append((ids.to(device), mask.to(device), targets.to(device)))
 
@@ -51,11 +53,11 @@ def bench_dp(archs: list[str], batch_size: int = 64, steps: int = 30, data: str 
         clipper = PerExampleClipper(private, max_grad_norm=1.0)
         noise = GaussianNoise(clipper.parameters, 1.0, device=device)  # fresh entropy each step, as in training
 
-        def run_plain():
+        def run_plain(batches=batches, plain=plain, plain_opt=plain_opt):
             for ids, mask, y in batches:
                 nondp_step(plain, plain_opt, ids, mask, y)
 
-        def run_private():
+        def run_private(batches=batches, clipper=clipper, noise=noise, private=private, private_opt=private_opt):
             for ids, mask, y in batches:
                 dp_step(clipper, noise, private, private_opt, ids, mask, y, batch_size)
 
@@ -83,8 +85,15 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def bench_whitebox(epsilons: list[float], data: str | Path | None = None, arch: str = "cnn", epochs: int = 20,
-                   gradient_canaries: int = 100_000, device: str = "auto", progress=None) -> list[dict]:
+def bench_whitebox(
+    epsilons: list[float],
+    data: str | Path | None = None,
+    arch: str = "cnn",
+    epochs: int = 20,
+    gradient_canaries: int = 100_000,
+    device: str = "auto",
+    progress=None,
+) -> list[dict]:
     """`privaudit bench whitebox`: for each theoretical epsilon, one DP-SGD training (the recipe of
     `privaudit train --dp --target-epsilon E`, on the members of a half split) with the white-box
     gradient-canary audit; its bounds next to the theoretical epsilon, with the wall time."""
@@ -99,11 +108,26 @@ def bench_whitebox(epsilons: list[float], data: str | Path | None = None, arch: 
     for epsilon in epsilons:
         recipe = TrainingRecipe(arch=arch, epochs=epochs, dp=DPSettings(target_epsilon=epsilon))
         start = time.perf_counter()
-        fitted = fit(train, dataset.label_names, recipe, device, progress, f"DP-SGD at epsilon {epsilon:g}",
-                     gradient_canaries=gradient_canaries)
+        fitted = fit(
+            train,
+            dataset.label_names,
+            recipe,
+            device,
+            progress,
+            f"DP-SGD at epsilon {epsilon:g}",
+            gradient_canaries=gradient_canaries,
+        )
         wall = time.perf_counter() - start
-        audit = fitted.whitebox
-        rows.append({"epsilon": fitted.privacy.epsilon, "noise_multiplier": fitted.privacy.noise_multiplier,
-                     "steps": fitted.privacy.steps, "heldout_accuracy": fitted.classifier.accuracy(pool.texts, pool.labels),
-                     "whitebox": audit.to_dict(), "wall_s": wall})
+        audit, privacy = fitted.whitebox, fitted.privacy
+        assert audit is not None and privacy is not None  # DP-SGD with gradient canaries
+        rows.append(
+            {
+                "epsilon": privacy.epsilon,
+                "noise_multiplier": privacy.noise_multiplier,
+                "steps": privacy.steps,
+                "heldout_accuracy": fitted.classifier.accuracy(pool.texts, pool.labels),
+                "whitebox": audit.to_dict(),
+                "wall_s": wall,
+            }
+        )
     return rows

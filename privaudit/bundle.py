@@ -17,7 +17,7 @@ import json
 import pickle
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -43,7 +43,7 @@ class ModelBundle:
     training_examples: int | None
     privacy: PrivacyGuarantee | None
     metrics: dict = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     versions: dict = field(default_factory=dict)
     # Kept in memory only, never written into the model file: save it with api.save_model.
     manifest: AuditManifest | None = field(default=None, repr=False, compare=False)
@@ -98,8 +98,10 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise PrivauditError(f"{path}: not a privaudit model bundle (train one with `privaudit train`)")
     if payload.get("format_version") == 1:
-        raise PrivauditError(f"{path}: a version-1 model file, which stored its members' fingerprints (anyone holding "
-                             f"it could test membership); retrain it with this privaudit")
+        raise PrivauditError(
+            f"{path}: a version-1 model file, which stored its members' fingerprints (anyone holding "
+            f"it could test membership); retrain it with this privaudit"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
         raise PrivauditError(f"{path}: bundle format version {payload.get('format_version')} is not supported")
     try:

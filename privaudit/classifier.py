@@ -5,18 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tokenizers import Tokenizer
 from torch import nn
 
 from .errors import PrivauditError
 from .models import ModelConfig
-from .tokenization import encode
+from .tokenization import AnyTokenizer, encode
 
 
 @dataclass
 class TextClassifier:
     model: nn.Module
-    tokenizer: Tokenizer
+    tokenizer: AnyTokenizer
     config: ModelConfig
     labels: list[str]
 
@@ -44,8 +43,10 @@ class TextClassifier:
         was_training = self.model.training
         self.model.eval()
         try:
-            out = [self.model(*self.encode(texts[i : i + batch_size])).float().cpu()
-                   for i in range(0, len(texts), batch_size)]
+            out = [
+                self.model(*self.encode(texts[i : i + batch_size])).float().cpu()
+                for i in range(0, len(texts), batch_size)
+            ]
         finally:
             self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))

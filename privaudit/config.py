@@ -38,17 +38,59 @@ from pathlib import Path
 from .errors import PrivauditError
 
 _SCHEMA = {
-    "": {"model": str, "data": str, "demo": bool, "seed": int, "device": str, "cache_dir": str,
-         "train": dict, "mia": dict, "canary": dict, "thresholds": dict},
-    "train": {"arch": str, "epochs": int, "batch_size": int, "lr": float, "optimizer": str, "weight_decay": float,
-              "dropout": float, "max_len": int, "vocab_size": int, "vocabulary": str, "heldout_fraction": float, "dp": dict},
-    "train.dp": {"noise_multiplier": float, "target_epsilon": float, "max_grad_norm": float, "delta": float,
-                 "accountant": str, "insecure_seed": int},
+    "": {
+        "model": str,
+        "data": str,
+        "demo": bool,
+        "seed": int,
+        "device": str,
+        "cache_dir": str,
+        "train": dict,
+        "mia": dict,
+        "canary": dict,
+        "thresholds": dict,
+    },
+    "train": {
+        "arch": str,
+        "epochs": int,
+        "batch_size": int,
+        "lr": float,
+        "optimizer": str,
+        "weight_decay": float,
+        "dropout": float,
+        "max_len": int,
+        "vocab_size": int,
+        "vocabulary": str,
+        "heldout_fraction": float,
+        "dp": dict,
+    },
+    "train.dp": {
+        "noise_multiplier": float,
+        "target_epsilon": float,
+        "max_grad_norm": float,
+        "delta": float,
+        "accountant": str,
+        "insecure_seed": int,
+    },
     "mia": {"attack": str, "shadows": int, "epsilon_method": str, "workers": int},
-    "canary": {"template": str, "insert": int, "repeat": list, "label": str, "decoys": int, "audit_canaries": int,
-               "gradient_canaries": int, "modiva_steps": int, "modiva_restarts": int},
-    "thresholds": {"max_auc": float, "max_tpr_at_fpr": list, "max_empirical_epsilon": float,
-                   "max_exposure": float, "max_extraction_rate": float},
+    "canary": {
+        "template": str,
+        "insert": int,
+        "repeat": list,
+        "label": str,
+        "decoys": int,
+        "audit_canaries": int,
+        "gradient_canaries": int,
+        "modiva_steps": int,
+        "modiva_restarts": int,
+    },
+    "thresholds": {
+        "max_auc": float,
+        "max_tpr_at_fpr": list,
+        "max_empirical_epsilon": float,
+        "max_exposure": float,
+        "max_extraction_rate": float,
+    },
 }
 
 
@@ -74,8 +116,7 @@ def find_config(start: Path | None = None) -> Path:
         candidate = folder / name
         if candidate.is_file() and _section(candidate, required=False) is not None:
             return candidate
-    raise PrivauditError(f"no privaudit.toml or pyproject.toml with [tool.privaudit] in {folder}; "
-                         f"give --config")
+    raise PrivauditError(f"no privaudit.toml or pyproject.toml with [tool.privaudit] in {folder}; give --config")
 
 
 def _section(path: Path, required: bool = True) -> dict | None:
@@ -96,14 +137,15 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
     if not path.is_file():
         raise PrivauditError(f"config file not found: {path}")
     section = _section(path)
+    assert section is not None  # _section raises when the file has none
     _validate(section, "", path)
     base = path.parent
     config = AuditConfig(str(path), **{k: v for k, v in section.items()})
     # Paths in the file are relative to the file, so the audit runs the same from any folder.
     if config.model is not None:
-        config.model = str((base / config.model))
+        config.model = str(base / config.model)
     if config.data is not None:
-        config.data = str((base / config.data))
+        config.data = str(base / config.data)
     if config.model is None and config.train is None and not config.demo:
         raise PrivauditError(f"{path}: [tool.privaudit] needs `model`, a [tool.privaudit.train] table, or demo = true")
     if config.mia is None and config.canary is None:
@@ -116,10 +158,13 @@ def _validate(table: dict, where: str, path: Path) -> None:
     for key, value in table.items():
         name = f"{where}.{key}" if where else key
         if key not in schema:
-            raise PrivauditError(f"{path}: unknown key `{name}` in [tool.privaudit] "
-                                 f"(allowed here: {', '.join(sorted(schema))})")
+            raise PrivauditError(
+                f"{path}: unknown key `{name}` in [tool.privaudit] (allowed here: {', '.join(sorted(schema))})"
+            )
         expected = schema[key]
-        ok = isinstance(value, expected) or (expected is float and isinstance(value, int) and not isinstance(value, bool))
+        ok = isinstance(value, expected) or (
+            expected is float and isinstance(value, int) and not isinstance(value, bool)
+        )
         if expected is int and isinstance(value, bool):
             ok = False
         if not ok:

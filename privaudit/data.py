@@ -35,19 +35,19 @@ class TextDataset:
         """The distinct labels, sorted: the label map every model built on this data uses."""
         return sorted(set(self.labels))
 
-    def subset(self, indices) -> "TextDataset":
+    def subset(self, indices) -> TextDataset:
         return TextDataset([self.texts[i] for i in indices], [self.labels[i] for i in indices])
 
     def fingerprints(self) -> list[str]:
         return [fingerprint(t, y) for t, y in zip(self.texts, self.labels)]
 
-    def __add__(self, other: "TextDataset") -> "TextDataset":
+    def __add__(self, other: TextDataset) -> TextDataset:
         return TextDataset(self.texts + other.texts, self.labels + other.labels)
 
 
 def fingerprint(text: str, label: str) -> str:
     """64-bit hex digest of one example: enough to tell 10^9 examples apart, useless to read the text back."""
-    return hashlib.sha256(f"{label}\x1f{text}".encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(f"{label}\x1f{text}".encode()).hexdigest()[:16]
 
 
 def file_sha256(path: str | Path) -> str:

@@ -11,7 +11,7 @@ DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
 
 
 def resolve_device(name: str) -> str:
-    """"auto" becomes "cuda" when a CUDA device is present, else "cpu"; other names are checked."""
+    """ "auto" becomes "cuda" when a CUDA device is present, else "cpu"; other names are checked."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -21,6 +21,8 @@ embeddings, shape (1, T, d)) is expanded to the batch so that every example keep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 import secrets
 from contextlib import contextmanager
@@ -241,8 +243,8 @@ class DiracRows:
     """Per-example gradients that are Dirac vectors: row k is magnitude[k] at parameter param[k], flat
     position index[k] (positions distinct). Cheap to clip: a row's norm is |magnitude|."""
 
-    param: torch.Tensor      # (K,) long: index into the clipper's parameter list
-    index: torch.Tensor      # (K,) long: flat position within that parameter
+    param: torch.Tensor  # (K,) long: index into the clipper's parameter list
+    index: torch.Tensor  # (K,) long: flat position within that parameter
     magnitude: torch.Tensor  # (K,) float
 
     def __len__(self) -> int:
@@ -252,7 +254,7 @@ class DiracRows:
         return self.magnitude.abs()
 
     def add_to(self, grads: list[torch.Tensor], scale: torch.Tensor) -> None:
-        values = (self.magnitude.to(scale) * scale)
+        values = self.magnitude.to(scale) * scale
         for k in torch.unique(self.param).tolist():
             rows = self.param == k
             grads[k].view(-1).index_add_(0, self.index[rows].to(grads[k].device), values[rows].to(grads[k]))
@@ -275,8 +277,13 @@ class GaussianNoise:
     faster, but the threads' contention slowed the next forward pass by as much.)
     """
 
-    def __init__(self, parameters: list[torch.Tensor], std: float, device: str | torch.device = "cpu",
-                 seed: int | None = None):
+    def __init__(
+        self,
+        parameters: Sequence[torch.Tensor],
+        std: float,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ):
         self.parameters = parameters
         self.std = std
         total = sum(p.numel() for p in parameters)
@@ -329,9 +336,11 @@ def _grad_sample(layer: _Layer, call: _Call) -> dict[str, torch.Tensor]:
     """Per-example gradients of one layer call, by torch.func: vmap of the layer's VJP."""
     module = layer.module
     params = {n: p.detach() for n, p in layer.params.items()}
+    assert call.grad_output is not None  # set by the backward hook before this runs
     batch = call.grad_output.shape[0]
-    in_dims = tuple(0 if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else None
-                    for a in call.args)
+    in_dims = tuple(
+        0 if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else None for a in call.args
+    )
 
     def weighted_output(params, args, grad_out):
         args = tuple(a.unsqueeze(0) if d == 0 else a for a, d in zip(args, in_dims))
@@ -381,8 +390,12 @@ class _Conv1dRule:
 
     @staticmethod
     def applies(module) -> bool:
-        return (module.groups == 1 and module.dilation == (1,) and module.padding_mode == "zeros"
-                and not isinstance(module.padding, str))
+        return (
+            module.groups == 1
+            and module.dilation == (1,)
+            and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str)
+        )
 
     @staticmethod
     def prepare(module, call):

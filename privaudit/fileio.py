@@ -41,5 +41,7 @@ def refuse_overwriting(outputs, inputs) -> None:
         for source in existing:
             same = os.path.samefile(out, source) if out.exists() else out.resolve() == source.resolve()
             if same:
-                raise PrivauditError(f"{output} is an input of this command ({source}); writing there would destroy "
-                                     f"it: choose another output path")
+                raise PrivauditError(
+                    f"{output} is an input of this command ({source}); writing there would destroy "
+                    f"it: choose another output path"
+                )

@@ -1,60 +1,76 @@
-"""The CI gate: thresholds checked against an audit's results.
+"""The CI gate, for every audit kind: one thresholds type, one function per kind, one result shape.
 
-Each configured threshold becomes one check (metric, value, limit, passed). Any failed check makes the
-command exit with code 1 and print one line per crossing.
+Each configured threshold becomes one `GateCheck` (metric, value, limit, passed) on the result's
+`gate`. Any failed check makes the command exit with code 1 and print one line per crossing. Limits
+are checked when `Thresholds` is built, before any training, not after minutes of work.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from privaudit.canaries.audit import CanaryResult
 
 from .errors import PrivauditError
 from .metrics import FPR_GRID
+from .mia import MiaResult
+from .results import Gate, GateCheck, Result
 
 
-@dataclass
+@dataclass(frozen=True)
 class Thresholds:
+    """Limits on the empirical leakage; None (or empty) means unchecked.
+
+    Membership inference uses max_auc, max_tpr_at_fpr and max_empirical_epsilon; canaries use
+    max_exposure, max_extraction_rate and max_empirical_epsilon (the one-run bound)."""
+
     max_auc: float | None = None
-    max_tpr_at_fpr: list[tuple[float, float]] = field(default_factory=list)  # (fpr, max tpr)
+    max_tpr_at_fpr: tuple[tuple[float, float], ...] = field(default=())  # (fpr, max tpr), fpr on FPR_GRID
     max_empirical_epsilon: float | None = None
+    max_exposure: float | None = None  # bits
+    max_extraction_rate: float | None = None
 
     def __post_init__(self) -> None:
-        check_limits({"max-auc": self.max_auc, "max-empirical-epsilon": self.max_empirical_epsilon})
+        # Stored as a tuple of pairs whatever sequence was given (a TOML list of lists, a CLI list).
+        object.__setattr__(self, "max_tpr_at_fpr", tuple((float(f), float(t)) for f, t in self.max_tpr_at_fpr))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "max_tpr_at_fpr":
+                _check_limit(f.name, value)
         for fpr, tpr in self.max_tpr_at_fpr:
-            _on_grid(fpr)
-            check_limits({f"max-tpr-at-fpr {fpr:g}": tpr})
+            _check_on_grid(fpr)
+            _check_limit(f"max_tpr_at_fpr {fpr:g}", tpr)
 
-    def any(self) -> bool:
-        return self.max_auc is not None or bool(self.max_tpr_at_fpr) or self.max_empirical_epsilon is not None
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Thresholds:
+        """From a [tool.privaudit.thresholds] table (keys already checked by privaudit.config)."""
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
-
-@dataclass
-class Check:
-    metric: str
-    value: float
-    limit: float
-    passed: bool
-
-    def line(self) -> str:
-        return f"{self.metric} = {self.value:.4g} exceeds the limit {self.limit:g}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def replaced(self, overrides: Mapping[str, Any]) -> Thresholds:
+        """These thresholds with the given (not None) values replacing them, e.g. CLI flags over a file."""
+        return Thresholds.from_mapping(
+            {
+                **{f.name: getattr(self, f.name) for f in fields(self)},
+                **{k: v for k, v in overrides.items() if v is not None},
+            }
+        )
 
 
-def check_limits(limits: dict[str, float | None]) -> None:
+def _check_limit(name: str, value: float | None) -> None:
     """A threshold must be a finite number of at least 0: NaN would fail every check, inf pass every one."""
-    for name, value in limits.items():
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise PrivauditError(f"--{name.replace('_', '-')} must be a finite number of at least 0, got {value}")
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise PrivauditError(f"--{name.replace('_', '-')} must be a finite number of at least 0, got {value}")
 
 
-def _on_grid(fpr: float) -> None:
+def _check_on_grid(fpr: float) -> None:
     """Refused before any work: the TPR is reported only at these FPRs."""
     if not any(abs(fpr - g) < 1e-12 for g in FPR_GRID):
-        raise PrivauditError(f"--max-tpr-at-fpr: FPR {fpr:g} is not on the reported grid "
-                             f"({', '.join(f'{g:g}' for g in FPR_GRID)})")
+        raise PrivauditError(
+            f"--max-tpr-at-fpr: FPR {fpr:g} is not on the reported grid ({', '.join(f'{g:g}' for g in FPR_GRID)})"
+        )
 
 
 def parse_tpr_at_fpr(text: str) -> tuple[float, float]:
@@ -68,32 +84,79 @@ def parse_tpr_at_fpr(text: str) -> tuple[float, float]:
     return fpr, tpr
 
 
-def check_mia(result: dict, thresholds: Thresholds) -> list[Check]:
+def check_mia(result: MiaResult, thresholds: Thresholds) -> list[GateCheck]:
     """AUC and TPR checks on the primary attack; the epsilon check on the strongest attack's bound
     (Bonferroni-corrected over all attacks, so it is a valid 95% lower bound)."""
-    attack = result["primary_attack"]
-    figures = result["attacks"][attack]
+    attack, figures = result.primary_attack, result.primary
     checks = []
     if thresholds.max_auc is not None:
-        checks.append(_check(f"{attack} AUC", figures["auc"], thresholds.max_auc))
+        checks.append(_check(f"{attack} AUC", figures.auc, thresholds.max_auc))
     for fpr, limit in thresholds.max_tpr_at_fpr:
-        tpr = _tpr_at(figures, fpr)
-        checks.append(_check(f"{attack} TPR at FPR {fpr:g}", tpr, limit))
-    if thresholds.max_empirical_epsilon is not None:
-        head = result["headline"]
-        checks.append(_check(f"empirical epsilon (strongest attack: {head['attack']}, 95% lower bound)",
-                             head["empirical_epsilon"], thresholds.max_empirical_epsilon))
+        checks.append(_check(f"{attack} TPR at FPR {fpr:g}", figures.tpr_at(fpr), limit))
+    if thresholds.max_empirical_epsilon is not None and result.headline.empirical_epsilon is not None:
+        checks.append(
+            _check(
+                f"empirical epsilon (strongest attack: {result.headline.attack}, 95% lower bound)",
+                result.headline.empirical_epsilon,
+                thresholds.max_empirical_epsilon,
+            )
+        )
     return checks
 
 
-def _tpr_at(figures: dict, fpr: float) -> float:
-    """The reported TPR at `fpr`, which Thresholds has checked is on the grid."""
-    return next(row["tpr"] for row in figures["tpr_at_fpr"] if abs(row["fpr"] - fpr) < 1e-12)
+def check_canary(result: CanaryResult, thresholds: Thresholds) -> list[GateCheck]:
+    """The largest exposure of any canary, the best extraction rate of any method at any repeat count,
+    the larger one-run epsilon bound (black-box and white-box), and the DP-SGD implementation checks."""
+    checks = []
+    if thresholds.max_exposure is not None:
+        checks.append(_check("canary exposure (max, bits)", result.max_exposure, thresholds.max_exposure))
+    if thresholds.max_extraction_rate is not None:
+        checks.append(
+            _check(
+                "canary extraction rate (best method, any repeat count)",
+                result.best_extraction_rate,
+                thresholds.max_extraction_rate,
+            )
+        )
+    bounds = [audit.epsilon for audit in (result.one_run, result.whitebox) if audit is not None]
+    if thresholds.max_empirical_epsilon is not None and bounds:
+        checks.append(
+            _check("one-run empirical epsilon (95% lower bound)", max(bounds), thresholds.max_empirical_epsilon)
+        )
+    if result.whitebox is not None:
+        # A DP-SGD that breaks its own promise fails the gate whatever the thresholds say.
+        checks.append(
+            _check(
+                "DP-SGD implementation (bound above theoretical epsilon, or a sampling or noise check failed)",
+                int(result.headline.violation),
+                0,
+            )
+        )
+    return checks
 
 
-def _check(metric: str, value: float, limit: float) -> Check:
-    return Check(metric, float(value), float(limit), bool(value <= limit))
+def gate(result: Result, thresholds: Thresholds) -> Gate:
+    """Check `result` against `thresholds` and record the checks on it (returned too)."""
+    if isinstance(result, MiaResult):
+        checks = check_mia(result, thresholds)
+    elif isinstance(result, CanaryResult):
+        checks = check_canary(result, thresholds)
+    else:
+        raise TypeError(f"no gate for results of kind {result.kind!r}")
+    result.gate = Gate(checks)
+    return result.gate
 
 
-def gate_section(checks: list[Check]) -> dict:
-    return {"checks": [c.to_dict() for c in checks], "passed": all(c.passed for c in checks)}
+def combined(sections: Mapping[str, Result]) -> Gate:
+    """The checks of several gated results, each named after its section (`privaudit audit`)."""
+    return Gate(
+        [
+            GateCheck(f"{name}: {c.metric}", c.value, c.limit, c.passed)
+            for name, section in sections.items()
+            for c in section.gate.checks
+        ]
+    )
+
+
+def _check(metric: str, value: float, limit: float) -> GateCheck:
+    return GateCheck(metric, float(value), float(limit), bool(value <= limit))

@@ -39,8 +39,10 @@ def new_key() -> str:
 def keyed_fingerprints(dataset: TextDataset, key: str) -> list[str]:
     """HMAC-SHA256 of each (label, text) under `key`, 64 bits: unlinkable to the text without the key."""
     secret = bytes.fromhex(key)
-    return [hmac.new(secret, f"{label}\x1f{text}".encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-            for text, label in zip(dataset.texts, dataset.labels)]
+    return [
+        hmac.new(secret, f"{label}\x1f{text}".encode(), hashlib.sha256).hexdigest()[:16]
+        for text, label in zip(dataset.texts, dataset.labels)
+    ]
 
 
 @dataclass
@@ -73,13 +75,19 @@ def load_manifest(path: str | Path, model: str | Path | None = None) -> AuditMan
     if not path.is_file():
         raise PrivauditError(
             f"no audit manifest {path}: `privaudit train` writes it beside the model; give it with --manifest, "
-            f"or name the members with --members and --nonmembers")
+            f"or name the members with --members and --nonmembers"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format") != FORMAT:
             raise ValueError("not an audit manifest")
-        manifest = AuditManifest(DataSource.from_dict(doc["data_source"]), doc["key"], list(doc["member_fingerprints"]),
-                                 list(doc["heldout_fingerprints"]), doc.get("model_sha256"))
+        manifest = AuditManifest(
+            DataSource.from_dict(doc["data_source"]),
+            doc["key"],
+            list(doc["member_fingerprints"]),
+            list(doc["heldout_fingerprints"]),
+            doc.get("model_sha256"),
+        )
         bytes.fromhex(manifest.key)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PrivauditError(f"{path}: not a readable audit manifest ({exc})") from None

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.stats import beta
 
 FPR_GRID = (0.001, 0.01, 0.1)
+# How the threshold of an empirical-epsilon bound is chosen (empirical_epsilon); both are reported.
+EPSILON_METHODS = ("split", "bonferroni")
 
 
 def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +67,9 @@ def _midranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auc_bootstrap_ci(scores, labels, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-                     chunk: int = 100) -> tuple[float, float]:
+def auc_bootstrap_ci(
+    scores, labels, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, chunk: int = 100
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUC, members and non-members resampled separately.
 
     Vectorised: the scores are sorted once; each replicate is a vector of multinomial resampling
@@ -87,15 +90,17 @@ def auc_bootstrap_ci(scores, labels, n_boot: int = 1000, confidence: float = 0.9
     for start in range(0, n_boot, chunk):
         reps = min(chunk, n_boot - start)
         w_nonmember = np.zeros((reps, len(s)))
-        w_nonmember[:, nonmembers] = rng.multinomial(len(nonmembers), np.full(len(nonmembers), 1 / len(nonmembers)), reps)
+        w_nonmember[:, nonmembers] = rng.multinomial(
+            len(nonmembers), np.full(len(nonmembers), 1 / len(nonmembers)), reps
+        )
         w_member = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), reps)
         cum = np.concatenate([np.zeros((reps, 1)), np.cumsum(w_nonmember, axis=1)], axis=1)
         below = cum[:, group_start[members]]
         tied = cum[:, group_end[members]] - below
         values.append((w_member * (below + 0.5 * tied)).sum(1) / (len(members) * len(nonmembers)))
-    values = np.concatenate(values)
+    aucs = np.concatenate(values)
     tail = (1 - confidence) / 2 * 100
-    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+    return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -129,8 +134,13 @@ def tpr_at_fpr(scores, labels, target_fpr: float, confidence: float = 0.95) -> T
     best = ok[np.argmax(tpr[ok])]
     n1 = int(labels.sum())
     k = int(round(tpr[best] * n1))
-    return TprAtFpr(target_fpr, float(tpr[best]), clopper_pearson(k, n1, confidence), float(thresholds[best]),
-                    bool(target_fpr < 1.0 / (~labels).sum()))
+    return TprAtFpr(
+        target_fpr,
+        float(tpr[best]),
+        clopper_pearson(k, n1, confidence),
+        float(thresholds[best]),
+        bool(target_fpr < 1.0 / (~labels).sum()),
+    )
 
 
 def balanced_accuracy(scores, labels) -> float:
@@ -171,14 +181,21 @@ def _bounds_at(scores, labels, thresholds, delta, confidence_each) -> tuple[np.n
     members, nonmembers = np.sort(scores[labels]), np.sort(scores[~labels])
     n1, n0 = len(members), len(nonmembers)
     fp = n0 - np.searchsorted(nonmembers, thresholds, side="left")  # non-members with score >= t
-    fn = np.searchsorted(members, thresholds, side="left")          # members with score < t
+    fn = np.searchsorted(members, thresholds, side="left")  # members with score < t
     fpr_hi = np.where(fp == n0, 1.0, beta.ppf(confidence_each, fp + 1, np.maximum(n0 - fp, 1)))
     fnr_hi = np.where(fn == n1, 1.0, beta.ppf(confidence_each, fn + 1, np.maximum(n1 - fn, 1)))
     return fpr_hi, fnr_hi, _epsilon_from_rates(fpr_hi, fnr_hi, delta)
 
 
-def empirical_epsilon(scores, labels, delta: float, method: str = "split", confidence: float = 0.95,
-                      seed: int = 0, n_thresholds: int = 200) -> EpsilonBound:
+def empirical_epsilon(
+    scores,
+    labels,
+    delta: float,
+    method: str = "split",
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_thresholds: int = 200,
+) -> EpsilonBound:
     """A statistically valid lower bound on epsilon from an attack's scores (Jagielski et al. 2020).
 
     At a threshold, Clopper-Pearson upper bounds on FPR and FNR (each at confidence 1 - alpha/2) give
@@ -206,14 +223,30 @@ def empirical_epsilon(scores, labels, delta: float, method: str = "split", confi
         threshold = float(candidates[np.argmax(eps_a)])
         eval_scores, eval_labels = scores[~half], labels[~half]
         fpr_hi, fnr_hi, eps = _bounds_at(eval_scores, eval_labels, np.array([threshold]), delta, 1 - alpha / 2)
-        return EpsilonBound(float(eps[0]), confidence, "split", threshold, float(fpr_hi[0]), float(fnr_hi[0]),
-                            int(eval_labels.sum()), int((~eval_labels).sum()))
+        return EpsilonBound(
+            float(eps[0]),
+            confidence,
+            "split",
+            threshold,
+            float(fpr_hi[0]),
+            float(fnr_hi[0]),
+            int(eval_labels.sum()),
+            int((~eval_labels).sum()),
+        )
     if method == "bonferroni":
         candidates = np.unique(np.quantile(scores, np.linspace(0, 1, n_thresholds + 2)[1:-1]))
         fpr_hi, fnr_hi, eps = _bounds_at(scores, labels, candidates, delta, 1 - alpha / (2 * len(candidates)))
         best = int(np.argmax(eps))
-        return EpsilonBound(float(eps[best]), confidence, "bonferroni", float(candidates[best]),
-                            float(fpr_hi[best]), float(fnr_hi[best]), int(labels.sum()), int((~labels).sum()))
+        return EpsilonBound(
+            float(eps[best]),
+            confidence,
+            "bonferroni",
+            float(candidates[best]),
+            float(fpr_hi[best]),
+            float(fnr_hi[best]),
+            int(labels.sum()),
+            int((~labels).sum()),
+        )
     raise ValueError(f"unknown method {method!r} (split or bonferroni)")
 
 

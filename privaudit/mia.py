@@ -5,12 +5,15 @@ Python API:
     from privaudit.api import mia
     from privaudit.mia import MiaSettings
     result = mia("model.pt", MiaSettings(attack="lira", shadows=16))   # model.audit.json beside it
-    result["attacks"]["lira"]["auc"], result["headline"]
+    result.attacks["lira"].auc, result.headline.text, result.to_dict()   # MiaResult; to_dict() is results.json
 
 The audit set is the members and held-out non-members named by the model's audit manifest (or
 --members / --nonmembers files). Shadow models are trained with the model's own recipe on random halves
 of the population (audit set plus any --population data). Every attack is computed from the same shadow pool and its
 metrics shown side by side; the one named by `attack` is the primary one, which the gate uses.
+
+Computed here (`run_mia` -> `MiaResult`); gated in `privaudit.gate.check_mia`; rendered by
+`privaudit.reports` (the "mia" kind).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.progress import Progress
@@ -25,19 +29,18 @@ from rich.progress import Progress
 from privaudit.attacks import ATTACKS, AttackInputs
 
 from . import metrics
-from .accounting import default_delta
+from .accounting import PrivacyGuarantee, default_delta
 from .bundle import ModelBundle, load_bundle
 from .data import TextDataset, load_dataset
 from .devices import resolve_device
 from .errors import PrivauditError
 from .headline import epsilon_headline
-from .shadows import default_cache_dir, default_workers, train_shadows
 from .manifest import AuditManifest, keyed_fingerprints, new_key
+from .results import SCHEMA_VERSION, Gate, Headline
+from .shadows import default_cache_dir, default_workers, train_shadows
 from .source import file_source, load_source
 from .tokenization import vocabulary_misses
 from .versions import package_versions, run_section
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -46,8 +49,8 @@ class MiaSettings:
     shadows: int = 16
     seed: int = 0
     epsilon_method: str = "bonferroni"  # or "split": both are computed, this one is the headline
-    workers: int | None = None          # None: 2 on a CPU, 1 on a GPU
-    cache_dir: str | None = None        # None: ~/.cache/privaudit
+    workers: int | None = None  # None: 2 on a CPU, 1 on a GPU
+    cache_dir: str | None = None  # None: ~/.cache/privaudit
     device: str = "auto"  # resolved by run_mia (privaudit.devices)
     show_text: bool = False
     n_vulnerable: int = 10
@@ -56,7 +59,7 @@ class MiaSettings:
     def validate(self) -> None:
         if self.attack not in ATTACKS:
             raise PrivauditError(f"unknown attack {self.attack!r} (choose from {', '.join(ATTACKS)})")
-        if self.epsilon_method not in ("split", "bonferroni"):
+        if self.epsilon_method not in metrics.EPSILON_METHODS:
             raise PrivauditError("epsilon method must be split or bonferroni")
         if ATTACKS[self.attack][1] and self.shadows < 2:
             raise PrivauditError(f"attack {self.attack!r} needs --shadows 2 or more")
@@ -89,8 +92,9 @@ class AuditSet:
 def audit_set_from_manifest(manifest: AuditManifest, data: str | Path | None = None) -> AuditSet:
     """Find the manifest's members and held-out examples in the training data (or in `data`)."""
     if not manifest.member_fingerprints or not manifest.heldout_fingerprints:
-        raise PrivauditError("the audit manifest records no members or no held-out examples: "
-                             "give --members and --nonmembers")
+        raise PrivauditError(
+            "the audit manifest records no members or no held-out examples: give --members and --nonmembers"
+        )
     source = manifest.data_source
     if data is not None:
         dataset = load_source(file_source(data, source.text_col, source.label_col))
@@ -103,22 +107,113 @@ def audit_set_from_manifest(manifest: AuditManifest, data: str | Path | None = N
     members = [i for i, f in enumerate(fps) if f in member_fps]
     nonmembers = [i for i, f in enumerate(fps) if f in heldout_fps]
     if len({fps[i] for i in members}) < len(member_fps):
-        raise PrivauditError(f"{where} does not contain the model's training members "
-                             f"({len({fps[i] for i in members})} of {len(member_fps)} found): give the training data with --data")
-    return AuditSet(dataset.subset(members) + dataset.subset(nonmembers), len(members), len(nonmembers), where,
-                    manifest.key)
+        raise PrivauditError(
+            f"{where} does not contain the model's training members "
+            f"({len({fps[i] for i in members})} of {len(member_fps)} found): give the training data with --data"
+        )
+    return AuditSet(
+        dataset.subset(members) + dataset.subset(nonmembers), len(members), len(nonmembers), where, manifest.key
+    )
 
 
-def audit_set_from_files(members: str | Path, nonmembers: str | Path, text_col: str = "text",
-                         label_col: str = "label") -> AuditSet:
+def audit_set_from_files(
+    members: str | Path, nonmembers: str | Path, text_col: str = "text", label_col: str = "label"
+) -> AuditSet:
     m = load_dataset(members, text_col, label_col)
     n = load_dataset(nonmembers, text_col, label_col)
     return AuditSet(m + n, len(m), len(n), f"{members} / {nonmembers}")
 
 
-def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None, audit: AuditSet | None = None,
-            population: str | Path | None = None, progress: Progress | None = None) -> dict:
-    """Run every attack against `model`; returns the results document (what results.json holds)."""
+@dataclass
+class AttackFigures:
+    """One attack's figures over the audit set (Clopper-Pearson intervals for rates, bootstrap for AUC)."""
+
+    auc: float
+    auc_ci: tuple[float, float]
+    balanced_accuracy: float
+    tpr_at_fpr: list[metrics.TprAtFpr]
+    empirical_epsilon: dict[str, metrics.EpsilonBound]  # by threshold-selection method
+    roc: dict[str, list[float]]
+
+    def tpr_at(self, fpr: float) -> float:
+        """The TPR at a grid FPR (`privaudit.gate.Thresholds` only accepts grid FPRs)."""
+        return next(row.tpr for row in self.tpr_at_fpr if abs(row.fpr - fpr) < 1e-12)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "auc": self.auc,
+            "auc_ci": self.auc_ci,
+            "balanced_accuracy": self.balanced_accuracy,
+            "tpr_at_fpr": [row.to_dict() for row in self.tpr_at_fpr],
+            "empirical_epsilon": {m: b.to_dict() for m, b in self.empirical_epsilon.items()},
+            "roc": self.roc,
+        }
+
+
+@dataclass
+class StrongestBound:
+    """The largest empirical epsilon over all attacks, still valid at `confidence` (Bonferroni)."""
+
+    attack: str
+    epsilon: float
+    confidence: float
+    method: str
+
+
+@dataclass
+class MiaResult:
+    """What `privaudit mia` computed; `to_dict()` is results.json (schema `SCHEMA_VERSION`, kind "mia")."""
+
+    model: dict[str, Any]  # what was audited: path, arch, recipe, vocabulary, data, metrics
+    settings: MiaSettings
+    versions: dict[str, str]
+    audit_set: dict[str, int]  # members, nonmembers, population, shadows
+    theoretical: PrivacyGuarantee | None
+    delta: float
+    primary_attack: str
+    attacks: dict[str, AttackFigures]
+    headline: Headline
+    vulnerable: list[dict[str, Any]]
+    per_example: dict[str, Any]  # keyed fingerprints, membership, every attack's scores
+    run: dict[str, Any]
+    gate: Gate = field(default_factory=Gate)
+    kind: str = field(default="mia", init=False)
+
+    @property
+    def primary(self) -> AttackFigures:
+        return self.attacks[self.primary_attack]
+
+    def headlines(self) -> list[Headline]:
+        return [self.headline]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": self.kind,
+            "model": self.model,
+            "settings": {k: v for k, v in asdict(self.settings).items() if k != "cache_dir"},
+            "versions": self.versions,
+            "audit_set": self.audit_set,
+            "theoretical": self.theoretical.to_dict() if self.theoretical else None,
+            "delta": self.delta,
+            "primary_attack": self.primary_attack,
+            "attacks": {name: figures.to_dict() for name, figures in self.attacks.items()},
+            "headline": self.headline.to_dict(),
+            "vulnerable": self.vulnerable,
+            "per_example": self.per_example,
+            "run": self.run,
+            "gate": self.gate.to_dict(),
+        }
+
+
+def run_mia(
+    model: str | Path | ModelBundle,
+    settings: MiaSettings | None = None,
+    audit: AuditSet | None = None,
+    population: str | Path | None = None,
+    progress: Progress | None = None,
+) -> MiaResult:
+    """Run every attack against `model` (ungated: `privaudit.gate.gate` adds the checks)."""
     settings = settings or MiaSettings()
     settings.validate()
     settings = replace(settings, device=resolve_device(settings.device))  # results record the device used
@@ -137,9 +232,17 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     start = time.perf_counter()
     needs_shadows = settings.shadows >= 2  # else only the attacks that need no shadow model run
     if needs_shadows:
-        pool = train_shadows(audit.population, classifier.labels, bundle.recipe, settings.shadows, settings.seed,
-                             Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(),
-                             settings.workers or default_workers(settings.device), settings.device, progress)
+        pool = train_shadows(
+            audit.population,
+            classifier.labels,
+            bundle.recipe,
+            settings.shadows,
+            settings.seed,
+            Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(),
+            settings.workers or default_workers(settings.device),
+            settings.device,
+            progress,
+        )
         shadow_logits, shadow_in, cached = pool.logits, pool.inclusion, pool.cached
     else:
         shadow_logits = np.zeros((0, len(audit.population), len(classifier.labels)), np.float32)
@@ -150,9 +253,14 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
     target_logits = classifier.logits(audit.population.texts).numpy()
     n_audit = audit.n_audit
     extra_points = np.arange(n_audit, len(audit.population))
-    inputs = AttackInputs(labels, target_logits, shadow_logits, shadow_in,
-                          reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
-                          vocabulary_misses=vocabulary_misses(classifier.tokenizer, audit.population.texts))
+    inputs = AttackInputs(
+        labels,
+        target_logits,
+        shadow_logits,
+        shadow_in,
+        reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
+        vocabulary_misses=vocabulary_misses(classifier.tokenizer, audit.population.texts),
+    )
     names = [name for name, (_, needs) in ATTACKS.items() if needs_shadows or not needs]
     scores = {name: ATTACKS[name][0](inputs)[:n_audit] for name in names}
     timings["scoring_s"] = time.perf_counter() - start
@@ -166,10 +274,8 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
 
     strongest = strongest_bound(scores, is_member, delta, settings)
     fingerprints = keyed_fingerprints(audit.population.subset(range(n_audit)), audit.key)
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "mia",
-        "model": {
+    return MiaResult(
+        model={
             "path": None if isinstance(model, ModelBundle) else str(model),
             "arch": bundle.recipe.arch,
             "recipe": bundle.recipe.to_dict(),
@@ -177,59 +283,81 @@ def run_mia(model: str | Path | ModelBundle, settings: MiaSettings | None = None
             "data": audit.source,
             "metrics": bundle.metrics,
         },
-        "settings": {k: v for k, v in asdict(settings).items() if k != "cache_dir"},
-        "versions": package_versions(),
-        "audit_set": {"members": audit.n_members, "nonmembers": audit.n_nonmembers,
-                      "population": len(audit.population), "shadows": settings.shadows if needs_shadows else 0},
-        "theoretical": privacy.to_dict() if privacy else None,
-        "delta": delta,
-        "primary_attack": settings.attack,
-        "attacks": attacks,
-        "headline": headline(strongest, privacy),
-        "vulnerable": most_vulnerable(scores[settings.attack], is_member, fingerprints,
-                                      audit.population.texts if settings.show_text else None, settings.n_vulnerable),
-        "per_example": {"fingerprints": fingerprints, "is_member": is_member.astype(int).tolist(),
-                        "scores": {name: np.round(s, 6).tolist() for name, s in scores.items()}},
-        "run": {**run_section(timings), "shadows_from_cache": cached},
-    }
-    return result
+        settings=settings,
+        versions=package_versions(),
+        audit_set={
+            "members": audit.n_members,
+            "nonmembers": audit.n_nonmembers,
+            "population": len(audit.population),
+            "shadows": settings.shadows if needs_shadows else 0,
+        },
+        theoretical=privacy,
+        delta=delta,
+        primary_attack=settings.attack,
+        attacks=attacks,
+        headline=headline(strongest, privacy),
+        vulnerable=most_vulnerable(
+            scores[settings.attack],
+            is_member,
+            fingerprints,
+            audit.population.texts if settings.show_text else None,
+            settings.n_vulnerable,
+        ),
+        per_example={
+            "fingerprints": fingerprints,
+            "is_member": is_member.astype(int).tolist(),
+            "scores": {name: np.round(s, 6).tolist() for name, s in scores.items()},
+        },
+        run={**run_section(timings), "shadows_from_cache": cached},
+    )
 
 
-def attack_metrics(scores: np.ndarray, is_member: np.ndarray, delta: float, settings: MiaSettings) -> dict:
+def attack_metrics(scores: np.ndarray, is_member: np.ndarray, delta: float, settings: MiaSettings) -> AttackFigures:
     fpr, tpr, _ = metrics.roc_curve(scores, is_member)
     roc_fpr, roc_tpr = metrics.downsample_roc(fpr, tpr)
-    return {
-        "auc": metrics.auc(scores, is_member),
-        "auc_ci": metrics.auc_bootstrap_ci(scores, is_member, settings.bootstrap, seed=settings.seed),
-        "balanced_accuracy": metrics.balanced_accuracy(scores, is_member),
-        "tpr_at_fpr": [metrics.tpr_at_fpr(scores, is_member, f).to_dict() for f in metrics.FPR_GRID],
-        "empirical_epsilon": {m: metrics.empirical_epsilon(scores, is_member, delta, m, seed=settings.seed).to_dict()
-                              for m in ("split", "bonferroni")},
-        "roc": {"fpr": roc_fpr, "tpr": roc_tpr},
-    }
+    return AttackFigures(
+        auc=metrics.auc(scores, is_member),
+        auc_ci=metrics.auc_bootstrap_ci(scores, is_member, settings.bootstrap, seed=settings.seed),
+        balanced_accuracy=metrics.balanced_accuracy(scores, is_member),
+        tpr_at_fpr=[metrics.tpr_at_fpr(scores, is_member, f) for f in metrics.FPR_GRID],
+        empirical_epsilon={
+            m: metrics.empirical_epsilon(scores, is_member, delta, m, seed=settings.seed)
+            for m in metrics.EPSILON_METHODS
+        },
+        roc={"fpr": roc_fpr, "tpr": roc_tpr},
+    )
 
 
-def strongest_bound(scores: dict[str, np.ndarray], is_member: np.ndarray, delta: float,
-                    settings: MiaSettings, confidence: float = 0.95) -> dict:
+def strongest_bound(
+    scores: dict[str, np.ndarray], is_member: np.ndarray, delta: float, settings: MiaSettings, confidence: float = 0.95
+) -> StrongestBound:
     """The largest empirical epsilon over all attacks, still valid at `confidence`: each attack's bound
     is computed at 1 - (1 - confidence) / #attacks (Bonferroni), so picking the best costs nothing."""
     each = 1 - (1 - confidence) / len(scores)
-    bounds = {name: metrics.empirical_epsilon(s, is_member, delta, settings.epsilon_method, each, settings.seed)
-              for name, s in scores.items()}
+    bounds = {
+        name: metrics.empirical_epsilon(s, is_member, delta, settings.epsilon_method, each, settings.seed)
+        for name, s in scores.items()
+    }
     name = max(bounds, key=lambda n: bounds[n].epsilon)
-    return {"attack": name, "epsilon": bounds[name].epsilon, "confidence": confidence,
-            "method": f"{settings.epsilon_method}, Bonferroni over {len(scores)} attacks"}
+    return StrongestBound(
+        name, bounds[name].epsilon, confidence, f"{settings.epsilon_method}, Bonferroni over {len(scores)} attacks"
+    )
 
 
-def headline(bound: dict, privacy) -> dict:
+def headline(bound: StrongestBound, privacy: PrivacyGuarantee | None) -> Headline:
     """The strongest attack's bound next to the theoretical epsilon."""
-    return {**epsilon_headline(f"strongest attack ({bound['attack']})", bound["epsilon"], privacy, bound["confidence"]),
-            "attack": bound["attack"], "method": bound["method"]}
+    return replace(
+        epsilon_headline(f"strongest attack ({bound.attack})", bound.epsilon, privacy, bound.confidence),
+        attack=bound.attack,
+        method=bound.method,
+    )
 
 
 def most_vulnerable(scores, is_member, fingerprints, texts, k: int) -> list[dict]:
     """The k training members the attack is most sure of (raw text only when asked for)."""
     members = np.flatnonzero(is_member)
     top = members[np.argsort(-scores[members], kind="mergesort")[:k]]
-    return [{"fingerprint": fingerprints[i], "score": float(scores[i]),
-             **({"text": texts[i]} if texts is not None else {})} for i in top]
+    return [
+        {"fingerprint": fingerprints[i], "score": float(scores[i]), **({"text": texts[i]} if texts is not None else {})}
+        for i in top
+    ]

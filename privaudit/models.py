@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model's structure (the weights live beside it in the bundle)."""
@@ -40,7 +41,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["kernel_sizes"] = tuple(d["kernel_sizes"])
         return cls(**d)
@@ -75,7 +76,7 @@ class CNNClassifier(nn.Module):
         pooled = []
         for conv in self.convs:
             h = F.relu(conv(x))
-            k = conv.kernel_size[0]
+            k = conv.kernel_size[0]  # type: ignore[index]  # nn.Conv1d's, typed loosely by torch
             last_start = torch.clamp(lengths, min=k) - k
             valid = torch.arange(h.shape[2], device=h.device)[None, :] <= last_start[:, None]
             pooled.append(h.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=2))
@@ -90,7 +91,7 @@ class HFClassifier(nn.Module):
         self.hf = hf_model
 
     def embedding_layer(self) -> nn.Embedding:
-        return self.hf.get_input_embeddings()
+        return self.hf.get_input_embeddings()  # type: ignore[operator]  # nn.Module attributes type as Tensor
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -103,10 +104,17 @@ def bert_tiny_config(vocab_size: int, num_labels: int, pad_id: int, max_len: int
     """A 2-layer, 128-wide BERT (the size of Turc et al.'s bert-tiny), built locally from this config."""
     from transformers import BertConfig
 
-    return BertConfig(
-        vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=512, max_position_embeddings=max(128, max_len), num_labels=num_labels,
-        pad_token_id=pad_id, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+    return BertConfig(  # type: ignore[call-arg]  # PretrainedConfig takes num_labels through **kwargs
+        vocab_size=vocab_size,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+        max_position_embeddings=max(128, max_len),
+        num_labels=num_labels,
+        pad_token_id=pad_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     ).to_dict()
 
 
@@ -117,8 +125,9 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.arch in ("bert-tiny", "hf"):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        hf_config = dict(config.hf_config)
-        hf_config = AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
+        assert config.hf_config is not None  # set for every Hugging Face architecture
+        settings = dict(config.hf_config)
+        hf_config = AutoConfig.for_model(settings.pop("model_type"), **settings)
         hf_config._attn_implementation = "sdpa"
         return HFClassifier(AutoModelForSequenceClassification.from_config(hf_config))
     raise ValueError(f"unknown architecture {config.arch!r}")

@@ -10,7 +10,7 @@ from .errors import PrivauditError
 
 # Learning rates that train each architecture well on intent data in the default number of epochs.
 DEFAULT_LR = {"cnn": 1e-3, "bert-tiny": 1e-3, "hf": 5e-5}
-DEFAULT_VOCAB = {"cnn": 30000, "bert-tiny": 8000}        # learned: at most this many tokens
+DEFAULT_VOCAB = {"cnn": 30000, "bert-tiny": 8000}  # learned: at most this many tokens
 VOCABULARIES = ("learned", "hashed")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -27,6 +27,26 @@ class DPSettings:
     # Reproducible noise and sampling, for tests only: anyone who knows this seed can replay the noise,
     # so a model trained with it has no guarantee against them (info and every report say so).
     insecure_seed: int | None = None
+
+
+def dp_options(
+    dp: bool,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    max_grad_norm: float = 1.0,
+    delta: float | None = None,
+    accountant: str = "pld",
+    insecure_seed: int | None = None,
+) -> DPSettings | None:
+    """The DP-SGD settings that `--dp` and its options ask for (None without --dp), checked the same way
+    for every command: the noise options without --dp are refused, never silently ignored."""
+    if not dp:
+        if noise_multiplier is not None or target_epsilon is not None or insecure_seed is not None:
+            raise PrivauditError("--noise-multiplier, --target-epsilon and --insecure-dp-seed need --dp")
+        return None
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise PrivauditError("with --dp give exactly one of --noise-multiplier and --target-epsilon")
+    return DPSettings(max_grad_norm, noise_multiplier, target_epsilon, delta, accountant, insecure_seed)
 
 
 @dataclass
@@ -51,7 +71,7 @@ class TrainingRecipe:
     def arch_family(self) -> str:
         return "hf" if self.arch.startswith("hf:") else self.arch
 
-    def resolved(self) -> "TrainingRecipe":
+    def resolved(self) -> TrainingRecipe:
         """The same recipe with every default made explicit (what the bundle records)."""
         self.validate()
         family = self.arch_family
@@ -66,7 +86,7 @@ class TrainingRecipe:
             vocab_size=vocab_size,
         )
 
-    def with_hash_buckets(self, n_examples: int) -> "TrainingRecipe":
+    def with_hash_buckets(self, n_examples: int) -> TrainingRecipe:
         """A resolved recipe whose hashed vocabulary has its size: given, or 2^ceil(log2 N) ids within
         [1024, 16384]. It depends on the number of training examples (public: DP-SGD's sample rate is
         batch / N), never on their content; small data sets get a small embedding table to noise."""
@@ -108,7 +128,7 @@ class TrainingRecipe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainingRecipe":
+    def from_dict(cls, d: dict) -> TrainingRecipe:
         d = dict(d)
         d["dp"] = DPSettings(**d["dp"]) if d.get("dp") else None
         return cls(**d)

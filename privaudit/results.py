@@ -73,7 +73,8 @@ class Result(Protocol):
     """What every result offers the gate, the CLI and the report writers."""
 
     kind: str
-    headline: Headline
     gate: Gate
+
+    def headlines(self) -> list[Headline]: ...
 
     def to_dict(self) -> dict[str, Any]: ...

@@ -33,8 +33,8 @@ CACHE_FORMAT = 1
 @dataclass
 class ShadowPool:
     inclusion: np.ndarray  # (K, N) bool: example n in shadow k's training set
-    logits: np.ndarray     # (K, N, C) shadow k's logits on example n
-    cached: int            # how many shadows came from the cache
+    logits: np.ndarray  # (K, N, C) shadow k's logits on example n
+    cached: int  # how many shadows came from the cache
 
 
 def default_cache_dir() -> Path:
@@ -57,9 +57,16 @@ def inclusion_matrix(n: int, k: int, seed: int) -> np.ndarray:
 
 
 def _cache_key(recipe: TrainingRecipe, population_digest: str, labels: list[str], members: np.ndarray) -> str:
-    payload = json.dumps({"format": CACHE_FORMAT, "recipe": recipe.to_dict(), "population": population_digest,
-                          "labels": labels, "members": hashlib.sha256(np.packbits(members).tobytes()).hexdigest()},
-                         sort_keys=True)
+    payload = json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "recipe": recipe.to_dict(),
+            "population": population_digest,
+            "labels": labels,
+            "members": hashlib.sha256(np.packbits(members).tobytes()).hexdigest(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -93,9 +100,17 @@ def _train_one(recipe_dict: dict, members: np.ndarray, path: str, device: str) -
     return path
 
 
-def train_shadows(population: TextDataset, label_names: list[str], recipe: TrainingRecipe, num_shadows: int,
-                  seed: int, cache_dir: Path, workers: int = 1, device: str = "cpu",
-                  progress: Progress | None = None) -> ShadowPool:
+def train_shadows(
+    population: TextDataset,
+    label_names: list[str],
+    recipe: TrainingRecipe,
+    num_shadows: int,
+    seed: int,
+    cache_dir: Path,
+    workers: int = 1,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> ShadowPool:
     """Train (or load from the cache) `num_shadows` shadow models; returns their logits on the population."""
     inclusion = inclusion_matrix(len(population), num_shadows, seed)
     digest = population_digest(population)
@@ -105,19 +120,27 @@ def train_shadows(population: TextDataset, label_names: list[str], recipe: Train
     recipes = [replace(recipe, seed=recipe.seed + 1 + seed * 1000 + i) for i in range(num_shadows)]
     paths = [cache_dir / f"{_cache_key(r, digest, label_names, inclusion[i])}.pt" for i, r in enumerate(recipes)]
     todo = [i for i, p in enumerate(paths) if not p.is_file()]
-    task = progress.add_task("shadow models", total=num_shadows, completed=num_shadows - len(todo)) \
-        if progress is not None else None
+    task = (
+        progress.add_task("shadow models", total=num_shadows, completed=num_shadows - len(todo))
+        if progress is not None
+        else None
+    )
     if todo:
         if workers > 1:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_init_worker,
-                                     initargs=(population.texts, population.labels, label_names)) as pool:
-                futures = [pool.submit(_train_one, recipes[i].to_dict(), inclusion[i], str(paths[i]), device)
-                           for i in todo]
+            with ProcessPoolExecutor(
+                min(workers, len(todo)),
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(population.texts, population.labels, label_names),
+            ) as pool:
+                futures = [
+                    pool.submit(_train_one, recipes[i].to_dict(), inclusion[i], str(paths[i]), device) for i in todo
+                ]
                 try:
                     for future in as_completed(futures):
                         future.result()
-                        if task is not None:
+                        if progress is not None and task is not None:
                             progress.advance(task)
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -126,7 +149,7 @@ def train_shadows(population: TextDataset, label_names: list[str], recipe: Train
             _set_population(population, label_names)
             for i in todo:
                 _train_one(recipes[i].to_dict(), inclusion[i], str(paths[i]), device)
-                if task is not None:
+                if progress is not None and task is not None:
                     progress.advance(task)
     logits = np.stack([_load_logits(p) for p in paths])
     return ShadowPool(inclusion, logits, num_shadows - len(todo))

@@ -27,13 +27,13 @@ class DataSource:
     def describe(self) -> str:
         if self.kind == "demo":
             return f"built-in demo data set ({self.demo_size} utterances, seed {self.demo_seed})"
-        return f"{self.path} (sha256 {self.sha256[:12]}…)"
+        return f"{self.path} (sha256 {(self.sha256 or '')[:12]}…)"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataSource":
+    def from_dict(cls, d: dict) -> DataSource:
         return cls(**d)
 
 
@@ -52,6 +52,7 @@ def load_source(source: DataSource) -> TextDataset:
     """The data set a source describes, after checking it is still the same data."""
     if source.kind == "demo":
         return demo_dataset(source.demo_size, source.demo_seed)
+    assert source.path is not None  # a file source always has one
     path = Path(source.path)
     if not path.is_file():
         raise PrivauditError(

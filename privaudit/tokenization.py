@@ -30,15 +30,18 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 def train_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency: int = 1) -> Tokenizer:
     if kind == "word":
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        trainer = trainers.WordLevelTrainer(
+        trainer: trainers.Trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
         )
     elif kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
         # Every digit and letter is a token even if the texts lack it, so canary secrets always tokenize.
         trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK, CLS, SEP, MASK],
-            initial_alphabet=list("0123456789abcdefghijklmnopqrstuvwxyz"), show_progress=False,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[PAD, UNK, CLS, SEP, MASK],
+            initial_alphabet=list("0123456789abcdefghijklmnopqrstuvwxyz"),
+            show_progress=False,
         )
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
@@ -104,6 +107,10 @@ class HashedTokenizer:
 
     def to_str(self) -> str:
         return json.dumps({"type": self.KIND, "buckets": self.buckets, "cls_sep": self.cls_sep})
+
+
+# What a classifier holds: a trained tokenizers.Tokenizer or the data-independent hashed one.
+AnyTokenizer = Tokenizer | HashedTokenizer
 
 
 def hashed_tokenizer(kind: str, buckets: int) -> HashedTokenizer:

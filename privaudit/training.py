@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,11 +26,14 @@ from .accounting import PrivacyGuarantee, account, calibrate_noise, default_delt
 from .classifier import TextClassifier
 from .data import TextDataset, member_split
 from .devices import resolve_device
+from .dpsgd import DiracRows, GaussianNoise, PerExampleClipper, PoissonSampler
+
+if TYPE_CHECKING:
+    from privaudit.canaries.gradient import WhiteBoxAudit
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model
-from .recipe import DPSettings, TrainingRecipe
-from .tokenization import PAD, hashed_tokenizer, pad_batch, token_ids, train_tokenizer
-from .dpsgd import DiracRows, GaussianNoise, PerExampleClipper, PoissonSampler
+from .recipe import TrainingRecipe
+from .tokenization import PAD, AnyTokenizer, hashed_tokenizer, pad_batch, token_ids, train_tokenizer
 
 
 @dataclass
@@ -37,7 +41,7 @@ class FittedModel:
     classifier: TextClassifier
     recipe: TrainingRecipe  # resolved: defaults explicit, the noise multiplier actually used
     privacy: PrivacyGuarantee | None
-    whitebox: object | None = None  # canaries.gradient.WhiteBoxAudit, when gradient canaries were inserted
+    whitebox: WhiteBoxAudit | None = None  # when gradient canaries were inserted
 
 
 def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]) -> TextClassifier:
@@ -46,14 +50,23 @@ def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]
     if family == "hf":
         return load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
     kind = "word" if family == "cnn" else "wordpiece"
+    assert recipe.vocab_size is not None, "a resolved recipe (with_hash_buckets) has its vocabulary size"
+    tokenizer: AnyTokenizer
     if recipe.vocabulary == "hashed":  # data-independent: built without looking at `texts`
         tokenizer = hashed_tokenizer(kind, recipe.vocab_size)
     else:
         tokenizer = train_tokenizer(kind, texts, recipe.vocab_size)
     pad_id = tokenizer.token_to_id(PAD)
+    assert pad_id is not None, "every privaudit tokenizer has a padding token"
     vocab = tokenizer.get_vocab_size()
-    config = ModelConfig(arch=family, num_labels=len(labels), vocab_size=vocab, pad_id=pad_id,
-                         max_len=recipe.max_len, dropout=recipe.dropout)
+    config = ModelConfig(
+        arch=family,
+        num_labels=len(labels),
+        vocab_size=vocab,
+        pad_id=pad_id,
+        max_len=recipe.max_len,
+        dropout=recipe.dropout,
+    )
     if family == "bert-tiny":
         config.hf_config = bert_tiny_config(vocab, len(labels), pad_id, recipe.max_len, recipe.dropout)
     return TextClassifier(build_model(config), tokenizer, config, list(labels))
@@ -84,14 +97,21 @@ def load_hf_directory(path: str, labels: list[str] | None, max_len: int = 64) ->
     if not getattr(tokenizer, "is_fast", False) or tokenizer.pad_token_id is None:
         raise PrivauditError(f"hf:{path}: needs a fast tokenizer with a padding token")
     hf_config = hf_model.config.to_dict()
-    config = ModelConfig(arch="hf", num_labels=len(labels), vocab_size=hf_model.config.vocab_size,
-                         pad_id=tokenizer.pad_token_id, max_len=max_len, hf_config=hf_config)
+    config = ModelConfig(
+        arch="hf",
+        num_labels=len(labels),
+        vocab_size=hf_model.config.vocab_size,
+        pad_id=tokenizer.pad_token_id,
+        max_len=max_len,
+        hf_config=hf_config,
+    )
     return TextClassifier(HFClassifier(hf_model), tokenizer.backend_tokenizer, config, list(labels))
 
 
 def make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
     # The fused kernels update all parameters in one vectorised pass: on the CPU, Adam over a
     # 1.5M-parameter embedding table is several times faster than the per-tensor loop.
+    assert recipe.lr is not None, "a resolved recipe has its learning rate"
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, fused=True)
@@ -103,8 +123,18 @@ def nondp_step(model, optimizer, ids, mask, targets) -> None:
     optimizer.step()
 
 
-def dp_step(clipper: PerExampleClipper, noise: GaussianNoise, model, optimizer, ids, mask, targets,
-            expected_batch_size: float, canary_rows: DiracRows | None = None, observe=None) -> None:
+def dp_step(
+    clipper: PerExampleClipper,
+    noise: GaussianNoise,
+    model,
+    optimizer,
+    ids,
+    mask,
+    targets,
+    expected_batch_size: float,
+    canary_rows: DiracRows | None = None,
+    observe=None,
+) -> None:
     """One DP-SGD step: Gaussian noise + clipped per-example gradient sum, over the expected batch size.
 
     An empty Poisson sample still takes a step: a pure-noise update, as the accountant assumes.
@@ -118,14 +148,22 @@ def dp_step(clipper: PerExampleClipper, noise: GaussianNoise, model, optimizer, 
     if len(targets) or (canary_rows is not None and len(canary_rows)):
         clipper.clip_and_accumulate(canary_rows)
     for p in clipper.parameters:
+        assert p.grad is not None  # clip_and_accumulate wrote it
         p.grad.div_(expected_batch_size)
     if observe is not None:
         observe()
     optimizer.step()
 
 
-def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: str = "cpu",
-        progress: Progress | None = None, description: str = "training", gradient_canaries: int = 0) -> FittedModel:
+def fit(
+    train: TextDataset,
+    labels: list[str],
+    recipe: TrainingRecipe,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    description: str = "training",
+    gradient_canaries: int = 0,
+) -> FittedModel:
     """Train a fresh classifier on all of `train` with `recipe`.
 
     Seeded where that is safe: initialisation and non-DP shuffling follow `recipe.seed`. DP-SGD's noise and
@@ -163,12 +201,13 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
             order = rng.permutation(n)
             for start in range(0, n, recipe.batch_size):
                 nondp_step(model, optimizer, *batch(order[start : start + recipe.batch_size]))
-                if task is not None:
+                if progress is not None and task is not None:
                     progress.advance(task)
     else:
         from privaudit.canaries.gradient import GradientCanaries, unused_embedding_coordinates
 
         dp = recipe.dp
+        assert dp is not None and dp.noise_multiplier is not None  # calibrated by _with_calibrated_noise
         seed = dp.insecure_seed  # None: operating-system entropy, the only choice that keeps the guarantee
         clipper = PerExampleClipper(model, dp.max_grad_norm)
         noise = GaussianNoise(clipper.parameters, dp.noise_multiplier * dp.max_grad_norm, device, seed)
@@ -176,21 +215,41 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
         canaries = None
         if gradient_canaries:
             used = {i for seq in sequences for i in seq}
-            quiet = unused_embedding_coordinates(clipper.parameters, model.embedding_layer().weight, used)
+            embedding = model.embedding_layer()  # type: ignore[operator]  # nn.Module attributes type as Tensor
+            quiet = unused_embedding_coordinates(clipper.parameters, embedding.weight, used)
             # At most one canary per two coordinates (small models); the audit records the count used.
             count = min(gradient_canaries, sum(p.numel() for p in clipper.parameters) // 2)
-            canaries = GradientCanaries(clipper.parameters, count, dp.max_grad_norm, sample_rate,
-                                        sample_rate * n, None if seed is None else seed + 2, quiet)
+            canaries = GradientCanaries(
+                clipper.parameters,
+                count,
+                dp.max_grad_norm,
+                sample_rate,
+                sample_rate * n,
+                None if seed is None else seed + 2,
+                quiet,
+            )
         # Included gradient canaries are examples n, n+1, ...: the trainer's own sampler draws them.
-        sampler = PoissonSampler(n + (canaries.n_included if canaries else 0), sample_rate,
-                                 None if seed is None else seed + 1)
+        sampler = PoissonSampler(
+            n + (canaries.n_included if canaries else 0), sample_rate, None if seed is None else seed + 1
+        )
         try:
             for _ in range(total_steps):
                 indices = sampler.sample()
                 rows = canaries.rows(indices[indices >= n] - n) if canaries else None
-                dp_step(clipper, noise, model, optimizer, *batch(indices[indices < n]), sample_rate * n, rows,
-                        canaries.observe if canaries else None)
-                if task is not None:
+                ids, mask, targets = batch(indices[indices < n])
+                dp_step(
+                    clipper,
+                    noise,
+                    model,
+                    optimizer,
+                    ids,
+                    mask,
+                    targets,
+                    sample_rate * n,
+                    rows,
+                    canaries.observe if canaries else None,
+                )
+                if progress is not None and task is not None:
                     progress.advance(task)
         finally:
             clipper.close()
@@ -202,10 +261,12 @@ def fit(train: TextDataset, labels: list[str], recipe: TrainingRecipe, device: s
 
 def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[TrainingRecipe, PrivacyGuarantee]:
     dp = recipe.dp
+    assert dp is not None
     sample_rate = min(1.0, recipe.batch_size / n)
     delta = dp.delta if dp.delta is not None else default_delta(n)
     sigma = dp.noise_multiplier
     if sigma is None:
+        assert dp.target_epsilon is not None  # TrainingRecipe.validate: one of the two is given
         sigma = calibrate_noise(dp.target_epsilon, sample_rate, steps, delta, dp.accountant)
     dp = replace(dp, noise_multiplier=sigma, delta=delta)
     return replace(recipe, dp=dp), account(dp, sample_rate, steps)
@@ -221,8 +282,13 @@ class TargetModel:
     metrics: dict
 
 
-def train_target(data: TextDataset, recipe: TrainingRecipe, device: str = "cpu",
-                 progress: Progress | None = None, split_seed: int | None = None) -> TargetModel:
+def train_target(
+    data: TextDataset,
+    recipe: TrainingRecipe,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    split_seed: int | None = None,
+) -> TargetModel:
     """Split `data` into members and a held-out pool, and train on the members.
 
     The split is drawn from operating-system entropy unless `split_seed` is given: the recorded --seed must

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 _PACKAGES = ("privaudit", "torch", "transformers", "tokenizers", "dp-accounting", "numpy", "scipy")
@@ -23,4 +23,4 @@ def run_section(timings: dict) -> dict:
     """What differs between two runs of the same settings: when it ran and how long each part took.
 
     Everything else in a result is a function of the settings, the data and the seeds."""
-    return {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings": timings}
+    return {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "timings": timings}

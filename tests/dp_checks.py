@@ -24,8 +24,13 @@ def small_data():
 
 
 def dp_recipe(seed: int = 0, **dp) -> TrainingRecipe:
-    return TrainingRecipe(epochs=2, batch_size=32, seed=seed, vocab_size=2000,
-                          dp=DPSettings(noise_multiplier=NOISE_MULTIPLIER, delta=1e-5, **dp))
+    return TrainingRecipe(
+        epochs=2,
+        batch_size=32,
+        seed=seed,
+        vocab_size=2000,
+        dp=DPSettings(noise_multiplier=NOISE_MULTIPLIER, delta=1e-5, **dp),
+    )
 
 
 def whitebox_run(seed: int = 0):
@@ -56,8 +61,13 @@ def first_noise_correlation(monkeypatch) -> float:
 
     monkeypatch.setattr(training, "GaussianNoise", Recording)
     data = small_data()
-    training.fit(data, data.label_names, TrainingRecipe(epochs=1, batch_size=200, seed=7, vocab_size=2000,
-                                                        dp=DPSettings(noise_multiplier=1.0, delta=1e-5)))
+    training.fit(
+        data,
+        data.label_names,
+        TrainingRecipe(
+            epochs=1, batch_size=200, seed=7, vocab_size=2000, dp=DPSettings(noise_multiplier=1.0, delta=1e-5)
+        ),
+    )
     correlations, offset = [], 0
     for initial in record["initial"]:
         noise = record["noise"][offset : offset + len(initial)]
@@ -69,8 +79,9 @@ def first_noise_correlation(monkeypatch) -> float:
 
 def same_seed_weights_differ() -> bool:
     data = small_data()
-    recipe = TrainingRecipe(epochs=1, batch_size=200, seed=7, vocab_size=2000,
-                            dp=DPSettings(noise_multiplier=1.0, delta=1e-5))
+    recipe = TrainingRecipe(
+        epochs=1, batch_size=200, seed=7, vocab_size=2000, dp=DPSettings(noise_multiplier=1.0, delta=1e-5)
+    )
     a, b = (training.fit(data, data.label_names, recipe).classifier.model.state_dict() for _ in range(2))
     return any(not torch.equal(a[k], b[k]) for k in a)
 

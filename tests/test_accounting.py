@@ -58,8 +58,9 @@ def test_default_delta_is_below_one_over_n():
 
 
 def test_epsilon_command_prints_both_accountants(run_cli):
-    code, out, err = run_cli("epsilon", "--noise-multiplier", "1.0", "--sample-rate", "0.004",
-                             "--steps", "5000", "--delta", "1e-5")
+    code, out, err = run_cli(
+        "epsilon", "--noise-multiplier", "1.0", "--sample-rate", "0.004", "--steps", "5000", "--delta", "1e-5"
+    )
     assert code == 0, err
     assert "PLD (default)" in out and "RDP" in out
     assert f"{compute_epsilon(1.0, 0.004, 5000, 1e-5, 'pld'):.4f}" in out

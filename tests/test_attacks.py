@@ -23,9 +23,14 @@ def synthetic(num_shadows=16, n=2000, seed=0):
 
     # A vocabulary learned from the members covers every member's words and misses some of 40% of the rest.
     misses = np.where(~target_in & (rng.random(n) < 0.4), rng.integers(1, 3, n), 0) * 1000
-    inputs = AttackInputs(labels=np.zeros(n, dtype=int), target_logits=logits(target_in),
-                          shadow_logits=logits(shadow_in), shadow_in=shadow_in,
-                          reference_points=np.flatnonzero(~target_in), vocabulary_misses=misses)
+    inputs = AttackInputs(
+        labels=np.zeros(n, dtype=int),
+        target_logits=logits(target_in),
+        shadow_logits=logits(shadow_in),
+        shadow_in=shadow_in,
+        reference_points=np.flatnonzero(~target_in),
+        vocabulary_misses=misses,
+    )
     return inputs, target_in
 
 

@@ -45,8 +45,12 @@ max_extraction_rate = 0.5
 """
 TINY = {"epochs": 8, "shadows": 2, "template": "my pin is {{digit}} {{digit}}", "modiva_steps": 50}
 # The full-size run (slow lane): the whole built-in demo data set, four shadows, four-digit secrets.
-FULL = {"epochs": 15, "shadows": 4, "template": "my pin code is {{digit}} {{digit}} {{digit}} {{digit}}",
-        "modiva_steps": 200}
+FULL = {
+    "epochs": 15,
+    "shadows": 4,
+    "template": "my pin code is {{digit}} {{digit}} {{digit}} {{digit}}",
+    "modiva_steps": 200,
+}
 
 
 def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
@@ -56,8 +60,9 @@ def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
     size = dict(size or TINY)
     if dp and tiny:
         size["epochs"] = 4  # a DP model at epsilon 1 learns little more in 8: the gate's verdict is the same
-    body = CONFIG.format(cache=folder / "cache", dp="dp = { target_epsilon = 1.0 }" if dp else "",
-                         data=data or "train.csv", **size)
+    body = CONFIG.format(
+        cache=folder / "cache", dp="dp = { target_epsilon = 1.0 }" if dp else "", data=data or "train.csv", **size
+    )
     if data is None:  # the built-in demo data set
         body = body.replace('data = "train.csv"\n', "")
     if name == "pyproject.toml":
@@ -67,8 +72,17 @@ def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
 
 
 def run_audit(run_cli, config, folder):
-    return run_cli("audit", "--config", config, "--report", folder / "report", "--format", "junit",
-                   "--output", folder / "junit.xml")
+    return run_cli(
+        "audit",
+        "--config",
+        config,
+        "--report",
+        folder / "report",
+        "--format",
+        "junit",
+        "--output",
+        folder / "junit.xml",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +121,12 @@ def test_full_size_audit_in_a_subprocess(tmp_path):
     for dp, expected in ((False, 1), (True, 0)):
         folder = tmp_path / f"dp{dp}"
         config = write_config(folder, dp, size=FULL)
-        proc = subprocess.run([sys.executable, "-m", "privaudit", "audit", "--config", str(config)],
-                              capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "privaudit", "audit", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert proc.returncode == expected, proc.stderr
         assert "Traceback" not in proc.stderr
 
@@ -164,13 +182,27 @@ def test_html_report_renders_in_chromium_and_shows_the_json_figures(leaky_audit,
     browser = chromium()
     _, folder = leaky_audit
     page = folder / "report" / "report.html"
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
     dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    console_errors = [line for line in dom.stderr.splitlines()
-                      if "CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line]
+    console_errors = [
+        line
+        for line in dom.stderr.splitlines()
+        if "CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
+    ]
     assert console_errors == []
     parser = TableCells("mia-summary")
     parser.feed(dom.stdout)
@@ -180,8 +212,9 @@ def test_html_report_renders_in_chromium_and_shows_the_json_figures(leaky_audit,
     for name, figures in doc["sections"]["mia"]["attacks"].items():
         assert rows[name][1].startswith(f"{figures['auc']:.4f}")
     shot = tmp_path / "report.png"
-    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri()],
-                   capture_output=True, check=True)
+    subprocess.run(
+        flags + [f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri()], capture_output=True, check=True
+    )
     assert shot.is_file() and shot.stat().st_size > 20_000
     if os.environ.get("PRIVAUDIT_SCREENSHOT"):
         shutil.copy(shot, os.environ["PRIVAUDIT_SCREENSHOT"])
@@ -198,13 +231,16 @@ def test_config_found_in_pyproject_and_paths_relative_to_it(tmp_path, monkeypatc
     assert config.data == str(tmp_path / "train.csv")
 
 
-@pytest.mark.parametrize("change, message", [
-    (("shadows = 2", "shadowz = 2"), "unknown key `mia.shadowz`"),
-    (("shadows = 2", 'shadows = "two"'), "`mia.shadows` must be a int"),
-    (("max_auc = 0.6", "max_auc = true"), "`thresholds.max_auc` must be a float"),
-    (("epochs = 8", "epochs = 8\nbogus = 1"), "unknown key `train.bogus`"),
-    (("[tool.privaudit.mia]", "[tool.privaudit.mia\n"), "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("shadows = 2", "shadowz = 2"), "unknown key `mia.shadowz`"),
+        (("shadows = 2", 'shadows = "two"'), "`mia.shadows` must be a int"),
+        (("max_auc = 0.6", "max_auc = true"), "`thresholds.max_auc` must be a float"),
+        (("epochs = 8", "epochs = 8\nbogus = 1"), "unknown key `train.bogus`"),
+        (("[tool.privaudit.mia]", "[tool.privaudit.mia\n"), "not valid TOML"),
+    ],
+)
 def test_config_errors_name_the_key_and_the_file(tmp_path, run_cli, change, message):
     path = write_config(tmp_path, dp=False)
     path.write_text(path.read_text().replace(*change))
@@ -220,7 +256,7 @@ def test_cli_flags_override_the_file(leaky_audit, run_cli):
     # The membership audit alone: its model and shadow models are cached by the run above.
     config = folder / "mia-only.toml"
     text = (folder / "privaudit.toml").read_text()
-    config.write_text(text[:text.index("[tool.privaudit.canary]")] + text[text.index("[tool.privaudit.thresholds]"):])
+    config.write_text(text[: text.index("[tool.privaudit.canary]")] + text[text.index("[tool.privaudit.thresholds]") :])
     code, _, err = run_cli("audit", "--config", config)
     assert code == 1 and "threshold crossed: mia: rmia AUC" in err
     code, _, err = run_cli("audit", "--config", config, "--max-auc", "0.99", "--max-empirical-epsilon", "99")

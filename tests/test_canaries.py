@@ -42,17 +42,20 @@ def test_plan_gives_shared_template_canaries_different_labels():
     assert len({c.secret for c in plan.canaries}) == len(plan.canaries)
     inserted = plan.inserted()
     assert len(inserted) == 4 * 1 + 4 * 4 + sum(c.repeat for c in audit) + 8
-    for text, label in plan.decoys:
+    for text, _label in plan.decoys:
         assert text.startswith("my pin code is")
     row = exposure[0].to_dict(show_secret=False)
     assert row["secret"] is None and row["text"] is None and "secret_hash" not in row  # brute-forceable
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "at least 1"),
-    ({"label": "Nope"}, "not in the data"),
-    ({"repeats": [0]}, "positive counts"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "at least 1"),
+        ({"label": "Nope"}, "not in the data"),
+        ({"repeats": [0]}, "positive counts"),
+    ],
+)
 def test_plan_rejects_bad_input(kwargs, message):
     args = {"template": parse_template(PIN), "n": 4, "repeats": [1], "labels": ["A", "B"], "seed": 0, **kwargs}
     with pytest.raises(PrivauditError, match=message):
@@ -96,9 +99,27 @@ def test_exposure_exact_and_extrapolated_agree(memorising_model):
 
 def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
     report = tmp_path / "report"
-    code, out, err = run_cli("canary", "--data", tiny_csv, "--insert", "2", "--repeat", "1,8", "--audit-canaries",
-                             "20", "--epochs", "4", "--modiva-steps", "50", "--modiva-restarts", "4",
-                             "--max-exposure", "0.5", "--report", report)
+    code, out, err = run_cli(
+        "canary",
+        "--data",
+        tiny_csv,
+        "--insert",
+        "2",
+        "--repeat",
+        "1,8",
+        "--audit-canaries",
+        "20",
+        "--epochs",
+        "4",
+        "--modiva-steps",
+        "50",
+        "--modiva-restarts",
+        "4",
+        "--max-exposure",
+        "0.5",
+        "--report",
+        report,
+    )
     assert code == 1, err
     assert "threshold crossed: canary exposure" in err
     doc = json.loads((report / "results.json").read_text())
@@ -109,12 +130,15 @@ def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
     assert code == 0 and "| repeat |" in md
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--template", "hello world"], "no secret slot"),
-    (["--label", "NotALabel"], "not in the data"),
-    (["--insert", "0"], "at least 1"),
-    (["--repeat", "1,x"], "--repeat takes counts"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--template", "hello world"], "no secret slot"),
+        (["--label", "NotALabel"], "not in the data"),
+        (["--insert", "0"], "at least 1"),
+        (["--repeat", "1,x"], "--repeat takes values such as 1,4,16"),
+    ],
+)
 def test_cli_canary_bad_input(run_cli, args, message):
     code, _, err = run_cli("canary", "--demo", "--epochs", "1", *args)
     assert code == 2 and message in err and "Traceback" not in err
@@ -128,17 +152,21 @@ def test_alphabet_symbols_missing_from_the_vocabulary_are_named(memorising_model
         slot_layout(classifier, parse_template("my code is {letter}"))
 
 
-def test_modiva_recovers_a_secret_through_bert_input_embeddings():
-    """The relaxed attack optimises BERT's input embeddings (no convolution to lean on) and reads the
-    planted secret out exactly, among 10^4 candidates."""
-    t = parse_template(PIN)
-    rng = np.random.default_rng(0)
-    true = ("7", "3", "9", "1")
-    others = sorted({tuple(str(d) for d in rng.integers(0, 10, 4)) for _ in range(200)} - {true})[:150]
-    data = demo_dataset(150, seed=4) + TextDataset([t.render(true)] * 30 + [t.render(s) for s in others],
-                                                   ["Secret"] * 30 + ["Other"] * len(others))
-    classifier = fit(data, data.label_names, TrainingRecipe(arch="bert-tiny", epochs=12, dropout=0.0, seed=1)).classifier
-    result = modiva_extract(classifier, t, true, "Secret", "alphabet", steps=100, restarts=4, seed=0)
+def test_modiva_finds_the_exact_maximiser_through_bert_input_embeddings():
+    """The relaxed attack optimises BERT's input embeddings (no convolution to lean on) and reads out,
+    exactly, the secret the model ranks first among all 10^3 (found by enumeration): the attack's own
+    job, whether or not this small BERT memorised the planted one."""
+    from privaudit.canaries.exposure import candidate_scores
+
+    t = parse_template("my pin code is {digit} {digit} {digit}")
+    planted = ("7", "3", "9")
+    data = demo_dataset(150, seed=4) + TextDataset([t.render(planted)] * 30, ["Secret"] * 30)
+    classifier = fit(data, data.label_names, TrainingRecipe(arch="bert-tiny", epochs=4, dropout=0.0, seed=1)).classifier
+    secrets = list(t.all_secrets())
+    scores = candidate_scores(classifier, t, secrets, "Secret")
+    best = secrets[int(np.argmax(scores))]
+    assert np.sort(scores)[-1] > np.sort(scores)[-2]  # one maximiser, so "exactly" means something
+    result = modiva_extract(classifier, t, best, "Secret", "alphabet", steps=100, restarts=4, seed=0)
     assert result.success and result.position_accuracy == 1.0
 
 

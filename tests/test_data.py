@@ -11,8 +11,10 @@ def test_loads_csv_tsv_jsonl_with_custom_columns(tmp_path):
     (tmp_path / "a.csv").write_text('utterance,intent\n"hello, world",Greet\nbye,Leave\n')
     (tmp_path / "a.tsv").write_text("utterance\tintent\nhello, world\tGreet\nbye\tLeave\n")
     (tmp_path / "a.jsonl").write_text(
-        json.dumps({"utterance": "hello, world", "intent": "Greet"}) + "\n\n"
-        + json.dumps({"utterance": "bye", "intent": "Leave"}) + "\n"
+        json.dumps({"utterance": "hello, world", "intent": "Greet"})
+        + "\n\n"
+        + json.dumps({"utterance": "bye", "intent": "Leave"})
+        + "\n"
     )
     for name in ("a.csv", "a.tsv", "a.jsonl"):
         data = load_dataset(tmp_path / name, text_col="utterance", label_col="intent")
@@ -52,12 +54,15 @@ def test_undecodable_bytes(tmp_path):
         load_dataset(path)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "data file not found"),
-    ("text,label\nhi,A\n", "only one class"),
-    (b"text,label\n\xff\xfe,A\n", "not valid UTF-8"),
-    ("text\nhi\n", "no column 'label'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "data file not found"),
+        ("text,label\nhi,A\n", "only one class"),
+        (b"text,label\n\xff\xfe,A\n", "not valid UTF-8"),
+        ("text\nhi\n", "no column 'label'"),
+    ],
+)
 def test_cli_reports_bad_data_on_one_line_with_exit_2(tmp_path, run_cli, content, message):
     path = tmp_path / "d.csv"
     if isinstance(content, bytes):

@@ -3,11 +3,11 @@ accounted as if it were correct. privaudit must catch every one in one run: with
 (its bound above the theoretical epsilon, or its sampling check) where an audit can see the bug, and with
 a direct check where a one-run audit cannot (see the README's table)."""
 
+import dp_checks
 import numpy as np
 import pytest
 import torch
 
-import dp_checks
 from privaudit import training
 from privaudit.dpsgd import GaussianNoise, PerExampleClipper
 
@@ -79,11 +79,16 @@ BUGS = {
     "clipping skipped": ("PerExampleClipper", NoClipping, caught_by_whitebox),
     "noise drawn once and reused": ("GaussianNoise", NoiseDrawnOnce, caught_by_whitebox),
     "fixed-size shuffled batches accounted as Poisson": ("PoissonSampler", ShuffledFixedBatches, caught_by_whitebox),
-    "clipping after summing": ("PerExampleClipper", ClipAfterSumming,
-                               lambda mp: (dp_checks.largest_one_example_change(0.1) > 0.1 * 1.01, "sensitivity")),
-    "noise seeded from the initialisation seed": ("GaussianNoise", NoiseFromInitSeed,
-                                                  lambda mp: (abs(dp_checks.first_noise_correlation(mp)) > 0.5,
-                                                              "noise correlated with the initial weights")),
+    "clipping after summing": (
+        "PerExampleClipper",
+        ClipAfterSumming,
+        lambda mp: (dp_checks.largest_one_example_change(0.1) > 0.1 * 1.01, "sensitivity"),
+    ),
+    "noise seeded from the initialisation seed": (
+        "GaussianNoise",
+        NoiseFromInitSeed,
+        lambda mp: (abs(dp_checks.first_noise_correlation(mp)) > 0.5, "noise correlated with the initial weights"),
+    ),
 }
 
 

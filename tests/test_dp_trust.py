@@ -2,11 +2,11 @@
 audit that does not flag the correct implementation. (Each check here also runs against deliberately
 broken DP-SGD variants in test_dp_bug_zoo.py, where it must fail.)"""
 
+import dp_checks
 import pytest
 import torch
 from torch import nn
 
-import dp_checks
 from privaudit import training
 from privaudit.dpsgd import PerExampleClipper
 from privaudit.errors import PrivauditError
@@ -26,10 +26,14 @@ def test_insecure_seed_is_reproducible_and_says_so():
     data = dp_checks.small_data()
     recipe = dp_checks.dp_recipe(insecure_seed=11)
     a, b = (training.fit(data, data.label_names, recipe) for _ in range(2))
-    assert all(torch.equal(x, y) for x, y in zip(a.classifier.model.state_dict().values(),
-                                                 b.classifier.model.state_dict().values()))
-    assert a.privacy.reproducible and not training.fit(data, data.label_names, dp_checks.dp_recipe()).privacy.reproducible
-    assert "TEST MODE" in epsilon_headline("x", 0.0, a.privacy)["text"]
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.classifier.model.state_dict().values(), b.classifier.model.state_dict().values())
+    )
+    assert (
+        a.privacy.reproducible and not training.fit(data, data.label_names, dp_checks.dp_recipe()).privacy.reproducible
+    )
+    assert "TEST MODE" in epsilon_headline("x", 0.0, a.privacy).text
 
 
 def test_one_example_moves_the_clipped_sum_by_at_most_the_clipping_norm():

@@ -82,10 +82,13 @@ def test_too_few_nonmembers_is_flagged():
     assert not metrics.tpr_at_fpr(scores, labels, 0.01).too_few_nonmembers
 
 
-@pytest.mark.parametrize("method, n_eval, alpha_each", [
-    ("split", 500, 0.025),             # half the data; alpha/2 for each of FPR and FNR
-    ("bonferroni", 1000, 0.025 / 2),   # all the data; binary scores give 2 candidate thresholds
-])
+@pytest.mark.parametrize(
+    "method, n_eval, alpha_each",
+    [
+        ("split", 500, 0.025),  # half the data; alpha/2 for each of FPR and FNR
+        ("bonferroni", 1000, 0.025 / 2),  # all the data; binary scores give 2 candidate thresholds
+    ],
+)
 def test_empirical_epsilon_of_a_perfect_attack_by_hand(method, n_eval, alpha_each):
     # No errors at all: both rates' one-sided Clopper-Pearson upper bounds are 1 - alpha^(1/n), and
     # epsilon >= log((1 - delta - u) / u).
@@ -103,8 +106,9 @@ def test_empirical_epsilon_is_valid_when_there_is_no_leakage(method):
     # above 0 in at most about 5% of runs. Taking the best threshold without correction fails this.
     rng = np.random.default_rng(11)
     labels = np.r_[np.ones(300), np.zeros(300)]
-    positives = sum(metrics.empirical_epsilon(rng.normal(size=600), labels, 1e-5, method, seed=i).epsilon > 0
-                    for i in range(60))
+    positives = sum(
+        metrics.empirical_epsilon(rng.normal(size=600), labels, 1e-5, method, seed=i).epsilon > 0 for i in range(60)
+    )
     assert positives <= 6
 
 

@@ -1,16 +1,14 @@
 """Membership inference on small real runs: the demo data, a small CNN, a few shadow models."""
 
 import json
-import xml.etree.ElementTree as ET
-
 import shutil
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
 from privaudit.api import mia, train
 from privaudit.errors import PrivauditError
-from privaudit.gate import Thresholds
 from privaudit.mia import MiaSettings
 from privaudit.recipe import DPSettings, TrainingRecipe
 from privaudit.source import demo_source, load_source
@@ -35,12 +33,21 @@ def leaky_model(workdir):
 @pytest.fixture(scope="module")
 def first_run(leaky_model, workdir):
     settings = MiaSettings(cache_dir=str(workdir / "cache"), **SHADOWS)
-    return mia(leaky_model, settings)
+    return mia(leaky_model, settings).to_dict()  # the results.json document
 
 
 def test_all_attacks_from_one_pool(first_run):
-    assert set(first_run["attacks"]) == {"loss", "vocabulary", "shadow", "lira", "lira-fixed", "lira-offline",
-                                         "lira-offline-fixed", "rmia", "rmia-offline"}
+    assert set(first_run["attacks"]) == {
+        "loss",
+        "vocabulary",
+        "shadow",
+        "lira",
+        "lira-fixed",
+        "lira-offline",
+        "lira-offline-fixed",
+        "rmia",
+        "rmia-offline",
+    }
     assert first_run["audit_set"] == {"members": 150, "nonmembers": 150, "population": 300, "shadows": 2}
     assert first_run["run"]["shadows_from_cache"] == 0
     for figures in first_run["attacks"].values():
@@ -60,7 +67,7 @@ def test_all_attacks_from_one_pool(first_run):
 
 
 def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, leaky_model, workdir):
-    again = mia(leaky_model, MiaSettings(cache_dir=str(workdir / "cache"), **SHADOWS))
+    again = mia(leaky_model, MiaSettings(cache_dir=str(workdir / "cache"), **SHADOWS)).to_dict()
     assert again["run"]["shadows_from_cache"] == 2
     assert again["per_example"] == first_run["per_example"]
     assert again["attacks"]["rmia"]["auc_ci"] == first_run["attacks"]["rmia"]["auc_ci"]
@@ -69,7 +76,7 @@ def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, 
 @pytest.mark.slow
 def test_worker_pool_gives_the_numbers_of_one_process(first_run, leaky_model, tmp_path):
     """Shadow models trained by two spawned workers (the CLI's default on a CPU) are the same models."""
-    pooled = mia(leaky_model, MiaSettings(cache_dir=str(tmp_path), shadows=2, workers=2, bootstrap=200))
+    pooled = mia(leaky_model, MiaSettings(cache_dir=str(tmp_path), shadows=2, workers=2, bootstrap=200)).to_dict()
     assert pooled["run"]["shadows_from_cache"] == 0
     assert pooled["per_example"] == first_run["per_example"]
 
@@ -79,7 +86,7 @@ def test_dp_model_leaks_less_than_its_guarantee(workdir):
     recipe = TrainingRecipe(epochs=15, seed=3, dp=DPSettings(target_epsilon=1.0))
     path = workdir / "dp.pt"
     train(demo_source(size=800, seed=7), recipe, out=path)
-    result = mia(path, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200))
+    result = mia(path, MiaSettings(shadows=4, cache_dir=str(workdir / "cache"), workers=2, bootstrap=200)).to_dict()
     head = result["headline"]
     assert head["theoretical_epsilon"] <= 1.0
     assert head["empirical_epsilon"] < head["theoretical_epsilon"]
@@ -90,8 +97,22 @@ def test_dp_model_leaks_less_than_its_guarantee(workdir):
 def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     cache = workdir / "cache"
     report = workdir / "report"
-    code, out, err = run_cli("mia", leaky_model, "--shadows", "2", "--workers", "1", "--cache-dir", cache, "--report", report,
-                             "--max-auc", "0.01", "--max-tpr-at-fpr", "0.1:1.0")
+    code, out, err = run_cli(
+        "mia",
+        leaky_model,
+        "--shadows",
+        "2",
+        "--workers",
+        "1",
+        "--cache-dir",
+        cache,
+        "--report",
+        report,
+        "--max-auc",
+        "0.01",
+        "--max-tpr-at-fpr",
+        "0.1:1.0",
+    )
     assert code == 1
     assert "threshold crossed: lira AUC" in err and "> 0.01" in err
     assert "TPR at FPR 0.1" not in err  # that threshold held
@@ -100,7 +121,9 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     html = (report / "report.html").read_text()
     assert "<svg" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert doc["headline"]["text"] in (report / "report.md").read_text()
-    code, out, err = run_cli("mia", leaky_model, "--shadows", "2", "--workers", "1", "--cache-dir", cache, "--max-auc", "0.99")
+    code, out, err = run_cli(
+        "mia", leaky_model, "--shadows", "2", "--workers", "1", "--cache-dir", cache, "--max-auc", "0.99"
+    )
     assert code == 0, err
     code, xml, err = run_cli("report", report / "results.json", "--format", "junit")
     assert code == 0
@@ -110,13 +133,16 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     assert [c.find("failure") is not None for c in cases] == [True, False]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--attack", "magic"], "unknown attack"),
-    (["--shadows", "1"], "needs --shadows 2 or more"),
-    (["--members", "x.csv"], "go together"),
-    (["--max-tpr-at-fpr", "0.5"], "expects FPR:TPR"),
-    (["--max-tpr-at-fpr", "0.02:0.1"], "not on the reported grid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--attack", "magic"], "'magic' is not one of 'loss', 'vocabulary'"),
+        (["--shadows", "1"], "needs --shadows 2 or more"),
+        (["--members", "x.csv"], "go together"),
+        (["--max-tpr-at-fpr", "0.5"], "expects FPR:TPR"),
+        (["--max-tpr-at-fpr", "0.02:0.1"], "not on the reported grid"),
+    ],
+)
 def test_cli_bad_usage_exits_2(run_cli, leaky_model, workdir, args, message):
     code, _, err = run_cli("mia", leaky_model, "--shadows", "2", "--cache-dir", workdir / "cache", *args)
     assert code == 2, err
@@ -128,8 +154,9 @@ def test_unknown_labels_and_empty_population_are_user_errors(run_cli, leaky_mode
     members.write_text("text,label\nplay jazz,PlayMusic\nwhat is this,NotAnIntent\n")
     nonmembers = tmp_path / "n.csv"
     nonmembers.write_text("text,label\nset an alarm,SetAlarm\nrain in Oslo,GetWeather\n")
-    code, _, err = run_cli("mia", leaky_model, "--members", members, "--nonmembers", nonmembers,
-                           "--attack", "loss", "--shadows", "0")
+    code, _, err = run_cli(
+        "mia", leaky_model, "--members", members, "--nonmembers", nonmembers, "--attack", "loss", "--shadows", "0"
+    )
     assert code == 2 and "'NotAnIntent'" in err and "not among the model's labels" in err
     empty = tmp_path / "empty.csv"
     empty.write_text("text,label\n")
@@ -145,7 +172,7 @@ def test_model_without_its_manifest_needs_member_files(leaky_model, tmp_path):
 
 
 def test_loss_attack_alone_needs_no_shadows(leaky_model, tmp_path):
-    result = mia(leaky_model, MiaSettings(attack="loss", shadows=0, cache_dir=str(tmp_path), bootstrap=100))
+    result = mia(leaky_model, MiaSettings(attack="loss", shadows=0, cache_dir=str(tmp_path), bootstrap=100)).to_dict()
     assert list(result["attacks"]) == ["loss", "vocabulary"]  # the attacks that need no shadow model
     assert not (tmp_path / "shadows").exists()
 
@@ -161,12 +188,20 @@ def hf_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     data = demo_dataset(160, seed=9)
     backend = train_tokenizer("wordpiece", data.texts, 400)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-                                        cls_token="[CLS]", sep_token="[SEP]")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
     names = data.label_names
-    config = BertConfig(vocab_size=backend.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, num_labels=len(names),
-                        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    config = BertConfig(
+        vocab_size=backend.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
     for name, seed in (("base", 0), ("tuned", 1)):
         import torch
 
@@ -185,8 +220,9 @@ def hf_dirs(tmp_path_factory):
 
 def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
     files = ["--members", hf_dirs / "members.csv", "--nonmembers", hf_dirs / "nonmembers.csv"]
-    code, out, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "0", "--attack", "loss",
-                             "--output", tmp_path / "r.json")
+    code, out, err = run_cli(
+        "mia", hf_dirs / "tuned", *files, "--shadows", "0", "--attack", "loss", "--output", tmp_path / "r.json"
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["audit_set"]["members"] == 80 and list(doc["attacks"]) == ["loss", "vocabulary"]
@@ -194,9 +230,21 @@ def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
     assert code == 2 and "--base-model" in err
     code, _, err = run_cli("mia", hf_dirs / "tuned", "--shadows", "0", "--attack", "loss")
     assert code == 2 and "give --members and --nonmembers" in err
-    code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2", "--workers", "1",
-                           "--base-model", hf_dirs / "base",
-                           "--cache-dir", tmp_path / "cache", "--output", tmp_path / "r2.json")
+    code, _, err = run_cli(
+        "mia",
+        hf_dirs / "tuned",
+        *files,
+        "--shadows",
+        "2",
+        "--workers",
+        "1",
+        "--base-model",
+        hf_dirs / "base",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--output",
+        tmp_path / "r2.json",
+    )
     assert code == 0, err
     assert "rmia" in json.loads((tmp_path / "r2.json").read_text())["attacks"]
 
@@ -205,14 +253,15 @@ def test_vocabulary_attack_sees_a_learned_vocabulary_and_not_a_hashed_one(tmp_pa
     """A vocabulary learned from the members tells them apart whatever the weights' noise; the hashed
     vocabulary DP-SGD uses by default gives the attack nothing (AUC exactly 0.5)."""
     rng = np.random.default_rng(0)
-    rows = ["text,label"] + [f"play song {''.join(rng.choice(list('bcdfgklmnprstvz'), 7))} now,{'AB'[i % 2]}"
-                             for i in range(300)]
+    rows = ["text,label"] + [
+        f"play song {''.join(rng.choice(list('bcdfgklmnprstvz'), 7))} now,{'AB'[i % 2]}" for i in range(300)
+    ]
     data = tmp_path / "rare.csv"
     data.write_text("\n".join(rows) + "\n")
     aucs = {}
     for name, dp in (("learned", None), ("hashed", DPSettings(noise_multiplier=1.0))):
         path = tmp_path / f"{name}.pt"
         train(data, TrainingRecipe(epochs=1, dp=dp), out=path)
-        result = mia(path, MiaSettings(attack="loss", shadows=0, bootstrap=50))
+        result = mia(path, MiaSettings(attack="loss", shadows=0, bootstrap=50)).to_dict()
         aucs[name] = result["attacks"]["vocabulary"]["auc"]
     assert aucs["learned"] > 0.95 and aucs["hashed"] == 0.5

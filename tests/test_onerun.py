@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from privaudit.canaries.onerun import (gdp_epsilon, gdp_mu, one_run_audit, steinke_epsilon, steinke_p_value)
+from privaudit.canaries.onerun import gdp_epsilon, gdp_mu, one_run_audit, steinke_epsilon, steinke_p_value
 
 
 def test_steinke_without_delta_is_the_binomial_tail():
@@ -50,8 +50,10 @@ def test_steinke_bound_is_valid_on_randomized_response(trials):
     exceed the truth in at most 5% of runs (an exact test does so in up to 5%, by construction)."""
     rng = np.random.default_rng(0)
     epsilon = 1.0
-    above = sum(one_run_audit(*randomized_response(rng, 1000, epsilon), delta=0.0).steinke.epsilon > epsilon
-                for _ in range(trials))
+    above = sum(
+        one_run_audit(*randomized_response(rng, 1000, epsilon), delta=0.0).steinke.epsilon > epsilon
+        for _ in range(trials)
+    )
     assert above <= 0.05 * trials + 2 * math.sqrt(0.05 * 0.95 * trials)  # two binomial SDs of slack
     strong = one_run_audit(*randomized_response(rng, 1000, 3.0), delta=1e-5)
     assert 1.5 < strong.steinke.epsilon <= 3.0  # and it finds most of a large epsilon
@@ -72,6 +74,7 @@ def test_gdp_bound_is_valid_on_the_gaussian_mechanism(trials):
 
 def test_no_signal_no_bound():
     rng = np.random.default_rng(3)
-    false_positives = sum(one_run_audit(rng.normal(size=200), rng.random(200) < 0.5, 1e-5).steinke.epsilon > 0
-                          for _ in range(50))
+    false_positives = sum(
+        one_run_audit(rng.normal(size=200), rng.random(200) < 0.5, 1e-5).steinke.epsilon > 0 for _ in range(50)
+    )
     assert false_positives <= 5

@@ -26,21 +26,21 @@ def tpr_at_1pct(result, attack):
 
 
 def test_lira_with_16_shadows_beats_the_loss_attack(snips_cnn, cache):
-    result = mia(snips_cnn, MiaSettings(attack="lira", shadows=16, cache_dir=cache))
+    result = mia(snips_cnn, MiaSettings(attack="lira", shadows=16, cache_dir=cache)).to_dict()
     lira, loss = result["attacks"]["lira"], result["attacks"]["loss"]
     assert lira["auc"] > loss["auc"]
     assert tpr_at_1pct(result, "lira") >= 3 * tpr_at_1pct(result, "loss")
 
 
 def test_rmia_with_2_references_beats_offline_lira_with_2_shadows(snips_cnn, cache):
-    result = mia(snips_cnn, MiaSettings(attack="rmia", shadows=2, cache_dir=cache))
+    result = mia(snips_cnn, MiaSettings(attack="rmia", shadows=2, cache_dir=cache)).to_dict()
     assert tpr_at_1pct(result, "rmia") > tpr_at_1pct(result, "lira-offline")
 
 
 def test_dp_model_at_epsilon_1_leaks_less_than_promised(snips_train, tmp_path, cache):
     path = tmp_path / "dp.pt"
     train(snips_train, TrainingRecipe(arch="cnn", epochs=20, dp=DPSettings(target_epsilon=1.0)), out=path)
-    result = mia(path, MiaSettings(attack="rmia", shadows=4, cache_dir=cache))
+    result = mia(path, MiaSettings(attack="rmia", shadows=4, cache_dir=cache)).to_dict()
     head = result["headline"]
     assert head["theoretical_epsilon"] <= 1.0
     assert head["empirical_epsilon"] < head["theoretical_epsilon"]
@@ -52,10 +52,14 @@ def test_canaries_are_exposed_and_extracted_more_with_more_repeats(snips_train):
     from privaudit.data import load_dataset
 
     data = load_dataset(snips_train)
-    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data, TrainingRecipe(arch="cnn"), "snips")
+    result = run_canary(
+        CanarySettings(insert=20, repeats=[1, 4, 16]), data, TrainingRecipe(arch="cnn"), "snips"
+    ).to_dict()
     groups = result["by_repeat"]
     assert groups[0]["exposure_mean"] < groups[-1]["exposure_mean"]
-    best_at_16 = max(groups[-1]["modiva_alphabet"]["extraction_rate"], groups[-1]["modiva_alphabet"]["swap_extraction_rate"])
+    best_at_16 = max(
+        groups[-1]["modiva_alphabet"]["extraction_rate"], groups[-1]["modiva_alphabet"]["swap_extraction_rate"]
+    )
     assert best_at_16 >= 0.3 > 1000 * groups[-1]["chance"]
 
 
@@ -65,8 +69,10 @@ def test_dp_canaries_at_epsilon_1_are_not_extracted(snips_train):
 
     data = load_dataset(snips_train)
     recipe = TrainingRecipe(arch="cnn", dp=DPSettings(target_epsilon=1.0))
-    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data, recipe, "snips")
+    result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data, recipe, "snips").to_dict()
     for group in result["by_repeat"]:
-        assert group["modiva_alphabet"]["extraction_rate"] == 0 and group["modiva_alphabet"]["swap_extraction_rate"] == 0
+        assert (
+            group["modiva_alphabet"]["extraction_rate"] == 0 and group["modiva_alphabet"]["swap_extraction_rate"] == 0
+        )
     assert result["by_repeat"][0]["exposure_mean"] < 3  # a secret seen once: near the random 1.44 bits
     assert result["one_run"]["epsilon"] < result["theoretical"]["epsilon"] <= 1.0

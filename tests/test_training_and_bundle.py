@@ -1,6 +1,5 @@
 import json
 import os
-import pickle
 import zipfile
 
 import numpy as np
@@ -9,12 +8,12 @@ import torch
 
 from privaudit.api import save_model, train
 from privaudit.bundle import load_bundle, save_bundle
-from privaudit.manifest import load_manifest, manifest_path
-from privaudit.training import train_target
 from privaudit.errors import PrivauditError
 from privaudit.fileio import atomic_path
+from privaudit.manifest import load_manifest, manifest_path
 from privaudit.recipe import DPSettings, TrainingRecipe
 from privaudit.source import demo_source, file_source, load_source
+from privaudit.training import train_target
 
 SMALL = demo_source(size=700, seed=5)
 
@@ -87,10 +86,13 @@ def test_refuses_pickled_objects_without_running_them(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"not a zip at all", "not a readable model file"),
-    (None, "not a privaudit model bundle"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not a zip at all", "not a readable model file"),
+        (None, "not a privaudit model bundle"),
+    ],
+)
 def test_corrupt_or_foreign_files_are_named(tmp_path, content, message):
     path = tmp_path / "m.pt"
     if content is None:
@@ -155,15 +157,21 @@ def test_local_hugging_face_directory_fine_tunes(tmp_path):
 
     texts = load_source(SMALL).texts
     backend = train_tokenizer("wordpiece", texts, 500)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-                                        cls_token="[CLS]", sep_token="[SEP]")
-    config = BertConfig(vocab_size=backend.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, num_labels=2)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    config = BertConfig(
+        vocab_size=backend.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+    )
     model_dir = tmp_path / "hf-model"
     BertForSequenceClassification(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    recipe = TrainingRecipe(arch=f"hf:{model_dir}", epochs=1, lr=1e-3,
-                            dp=DPSettings(noise_multiplier=0.5))
+    recipe = TrainingRecipe(arch=f"hf:{model_dir}", epochs=1, lr=1e-3, dp=DPSettings(noise_multiplier=0.5))
     bundle = train(SMALL, recipe, out=tmp_path / "hf.pt")
     loaded = load_bundle(tmp_path / "hf.pt")
     assert loaded.classifier.config.arch == "hf" and len(loaded.labels) == 7
@@ -192,12 +200,15 @@ def test_cli_train_on_the_built_in_demo_data(run_cli, tmp_path):
     assert "built-in demo data set" in stdout and "1,750 / 1,750" in stdout and "learned" in stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--demo", "--noise-multiplier", "1"], "need --dp"),
-    (["--demo", "--dp"], "exactly one of --noise-multiplier and --target-epsilon"),
-    ([], "give a data file or --demo"),
-    (["--demo", "--arch", "lstm"], "unknown architecture"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--demo", "--noise-multiplier", "1"], "need --dp"),
+        (["--demo", "--dp"], "exactly one of --noise-multiplier and --target-epsilon"),
+        ([], "give a data file or --demo"),
+        (["--demo", "--arch", "lstm"], "unknown architecture"),
+    ],
+)
 def test_cli_usage_errors(run_cli, tmp_path, args, message):
     code, _, err = run_cli("train", *args, "--out", tmp_path / "m.pt")
     assert code == 2 and message in err and "Traceback" not in err

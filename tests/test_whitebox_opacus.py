@@ -35,8 +35,13 @@ def opacus_run(noise_multiplier: float, epochs: int = 3, actual_noise: float | N
     model = BagOfWords(2048, len(data.label_names))
     engine = opacus.PrivacyEngine()
     model, optimizer, loader = engine.make_private(
-        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.5), data_loader=loader,
-        noise_multiplier=noise_multiplier, max_grad_norm=1.0, poisson_sampling=True)
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        data_loader=loader,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=1.0,
+        poisson_sampling=True,
+    )
     canaries = GradientCanaries(optimizer.params, 2000, 1.0, loader.sample_rate, optimizer.expected_batch_size)
     attach_to_opacus(optimizer, canaries)
     if actual_noise is not None:

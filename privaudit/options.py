@@ -1,0 +1,18 @@
+"""Parsing of the option values that are lists on the command line (`--repeat 1,4,16`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import PrivauditError
+
+T = TypeVar("T")
+
+
+def comma_separated(text: str, convert: Callable[[str], T], option: str, example: str) -> list[T]:
+    """'1, 4,16' -> [1, 4, 16]; a value `convert` refuses is a usage error naming the option."""
+    try:
+        return [convert(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PrivauditError(f"{option} takes values such as {example}, got {text!r}") from None
