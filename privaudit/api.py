@@ -7,11 +7,8 @@ bundle = train("train.csv", TrainingRecipe(arch="cnn", dp=DPSettings(target_epsi
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.progress import Progress
 
@@ -20,16 +17,15 @@ from privaudit.canaries.audit import CanaryResult, CanarySettings, run_canary
 from .accounting import ACCOUNTANTS, compute_epsilon
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
 from .bundle import ModelBundle, load_bundle, save_bundle
-from .config import AuditConfig
 from .data import file_sha256
 from .devices import resolve_device
 from .errors import PrivauditError
-from .gate import Thresholds, combined, gate
+from .gate import Thresholds, gate
 from .headline import REPRODUCIBLE_WARNING
 from .manifest import AuditManifest, keyed_fingerprints, load_manifest, manifest_path, new_key, save_manifest
 from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
-from .recipe import DPSettings, TrainingRecipe
-from .results import SCHEMA_VERSION, Gate, Headline, Result
+from .recipe import TrainingRecipe
+from .results import Result
 from .shadows import default_cache_dir
 from .source import DataSource, demo_source, file_source, load_source
 from .training import train_target
@@ -240,80 +236,6 @@ def canary(
     return result
 
 
-@dataclass
-class AuditResult:
-    """What `privaudit audit` computed: one gated result per configured audit kind ("mia", "canary")."""
-
-    config: str
-    model: str
-    versions: dict[str, str]
-    sections: dict[str, MiaResult | CanaryResult]
-    gate: Gate
-    kind: str = field(default="audit", init=False)
-
-    def headlines(self) -> list[Headline]:
-        return [h for section in self.sections.values() for h in section.headlines()]
-
-    def to_dict(self) -> dict[str, Any]:
-        lines = [h.text for h in self.headlines()]
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": self.kind,
-            "config": self.config,
-            "model": self.model,
-            "versions": self.versions,
-            "sections": {name: section.to_dict() for name, section in self.sections.items()},
-            "gate": self.gate.to_dict(),
-            "headline": {
-                "text": " | ".join(lines),
-                "lines": lines,
-                "violation": any(h.violation for h in self.headlines()),
-            },
-        }
-
-
-def audit(
-    config: AuditConfig, overrides: dict[str, Any] | None = None, progress: Progress | None = None
-) -> AuditResult:
-    """`privaudit audit`: run the audits a config names (privaudit.config.AuditConfig) and gate them.
-
-    `overrides` holds CLI values that replace the file's: model, data, device, thresholds (a mapping of
-    Thresholds fields) and mia (a mapping of MiaSettings fields)."""
-    overrides = overrides or {}
-    model = overrides.get("model") or config.model
-    data = overrides.get("data") or config.data
-    # Every threshold is checked (by Thresholds) before minutes of training, not after.
-    thresholds = Thresholds.from_mapping(config.thresholds).replaced(overrides.get("thresholds", {}))
-    cache_dir = config.cache_dir or str(default_cache_dir())
-    device = resolve_device(overrides.get("device") or config.device)
-    if model is None and config.train is not None:
-        train_table = dict(config.train)
-        dp = train_table.pop("dp", None)
-        recipe = TrainingRecipe(**train_table, seed=config.seed, dp=DPSettings(**dp) if dp else None)
-        source = resolve_source(data)
-        key = hashlib.sha256(
-            json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION], sort_keys=True).encode()
-        ).hexdigest()
-        model = Path(cache_dir) / f"audit-model-{key[:24]}.pt"
-        if not model.is_file() or not manifest_path(model).is_file():
-            train(source, recipe, out=model, device=device, progress=progress)
-        data = None  # the model's audit manifest records its data
-    elif model is None:
-        model = demo_model(cache_dir, progress)
-    sections: dict[str, MiaResult | CanaryResult] = {}
-    if config.mia is not None:
-        mia_table = {**config.mia, **overrides.get("mia", {})}
-        settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
-        sections["mia"] = mia(model, settings, thresholds, data=data, progress=progress)
-    if config.canary is not None:
-        table = dict(config.canary)
-        if "repeat" in table:
-            table["repeats"] = table.pop("repeat")
-        canary_settings = CanarySettings(seed=config.seed, **table)
-        sections["canary"] = canary(canary_settings, data, None, model, thresholds, device, progress)
-    return AuditResult(str(config.path), str(model), package_versions(), sections, combined(sections))
-
-
 # What a --report folder holds: file name and format.
 REPORT_FILES = (("results.json", "json"), ("report.md", "markdown"), ("report.html", "html"))
 
@@ -359,8 +281,6 @@ __all__ = [
     "resolve_source",
     "mia",
     "canary",
-    "audit",
-    "AuditResult",
     "write_results",
     "render_results",
     "demo_model",

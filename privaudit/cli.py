@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,9 +22,9 @@ from .console import err_console, make_progress, out_console, print_rows, print_
 from .devices import DEVICE_HELP
 from .errors import PrivauditError
 from .fileio import refuse_overwriting
+from .metrics import EPSILON_METHODS
 from .options import comma_separated
 from .recipe import OPTIMIZERS, VOCABULARIES, TrainingRecipe, dp_options
-from .metrics import EPSILON_METHODS
 from .reports import FORMATS
 from .results import Result
 
@@ -42,22 +42,22 @@ app.add_typer(bench_app, name="bench")
 
 # Choices as Enums, so --help lists them and typer refuses the others. They repeat the library's own
 # lists (checked just below), because a type checker needs each member written out.
-class Optimizer(str, Enum):
+class Optimizer(StrEnum):
     ADAM = "adam"
     SGD = "sgd"
 
 
-class Vocabulary(str, Enum):
+class Vocabulary(StrEnum):
     LEARNED = "learned"
     HASHED = "hashed"
 
 
-class Accountant(str, Enum):
+class Accountant(StrEnum):
     PLD = "pld"
     RDP = "rdp"
 
 
-class Attack(str, Enum):
+class Attack(StrEnum):
     LOSS = "loss"
     VOCABULARY = "vocabulary"
     SHADOW = "shadow"
@@ -69,12 +69,12 @@ class Attack(str, Enum):
     RMIA_OFFLINE = "rmia-offline"
 
 
-class EpsilonMethod(str, Enum):
+class EpsilonMethod(StrEnum):
     SPLIT = "split"
     BONFERRONI = "bonferroni"
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     JSON = "json"
     MARKDOWN = "markdown"
     HTML = "html"
@@ -320,7 +320,7 @@ def _print_headlines(result: Result) -> None:
 
 
 def _print_mia(doc: dict) -> None:
-    from .reports import summary_header, summary_rows
+    from .reports.tables import summary_header, summary_rows
 
     print_table("membership inference (higher score = more likely member)", summary_header(doc), summary_rows(doc))
     t = doc["run"]["timings"]
@@ -436,7 +436,7 @@ def canary(
 
 
 def _print_canary(doc: dict) -> None:
-    from .reports import canary_header, canary_rows, onerun_header, onerun_rows, sampling_line
+    from .reports.tables import canary_header, canary_rows, onerun_header, onerun_rows, sampling_line
 
     print_table(
         f"canaries: {doc['template']['text']!r}, {doc['template']['space_size']:,} secrets",
@@ -489,6 +489,7 @@ def audit(
     3 internal error.
     """
     from . import api
+    from .audit import run_audit
     from .config import load_config
 
     cfg = load_config(config)
@@ -506,7 +507,7 @@ def audit(
         "mia": {"shadows": shadows} if shadows is not None else {},
     }
     with make_progress() as progress:
-        result = api.audit(cfg, overrides, progress)
+        result = run_audit(cfg, overrides, progress)
     _print_headlines(result)
     api.write_results(result, report=report, output=output, output_format=format.value)
     _exit_on_crossings(result)

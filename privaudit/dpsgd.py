@@ -21,10 +21,9 @@ embeddings, shape (1, T, d)) is expanded to the batch so that every example keep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
 import secrets
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 

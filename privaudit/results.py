@@ -1,7 +1,7 @@
 """The typed pieces every audit result shares: its headline and its gate checks.
 
 Each audit kind has its own result dataclass, defined where it is computed (`privaudit.mia.MiaResult`,
-`privaudit.canaries.audit.CanaryResult`, and `privaudit.api.AuditResult`, which
+`privaudit.canaries.audit.CanaryResult`, and `privaudit.audit.AuditResult`, which
 gathers them for `privaudit audit`), gated in one place
 (`privaudit.gate`) and rendered from its JSON form (`privaudit.reports`). A result becomes JSON only at
 the edges, through `to_dict()`: results.json is that dict, under a versioned schema (`SCHEMA_VERSION`).

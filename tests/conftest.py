@@ -9,23 +9,29 @@ import pytest
 
 SNIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "snips"
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one thread each, instead of two threads fighting in each.
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def invoke_cli(*args, columns: int = 200) -> tuple[int, str, str]:
-    """Run the privaudit CLI in-process; returns (exit code, stdout, stderr)."""
+    """Run the privaudit CLI in-process in a terminal `columns` wide; returns (exit code, stdout, stderr)."""
     from privaudit.cli import main
+    from privaudit.console import err_console, out_console
 
     out, err = io.StringIO(), io.StringIO()
-    saved = sys.argv, os.environ.get("COLUMNS")
-    sys.argv, os.environ["COLUMNS"] = ["privaudit", *map(str, args)], str(columns)
+    saved_argv, saved_widths = sys.argv, (out_console.width, err_console.width)
+    sys.argv = ["privaudit", *map(str, args)]
+    # rich reads COLUMNS once, when a console is made: the width is set on the consoles themselves.
+    out_console.width = err_console.width = columns
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
             main()
     finally:
-        sys.argv = saved[0]
-        if saved[1] is None:
-            del os.environ["COLUMNS"]
-        else:
-            os.environ["COLUMNS"] = saved[1]
+        sys.argv = saved_argv
+        out_console.width, err_console.width = saved_widths
     return exit_info.value.code, out.getvalue(), err.getvalue()
 
 

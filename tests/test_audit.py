@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from privaudit.audit import run_audit
 from privaudit.config import load_config
 from privaudit.errors import PrivauditError
 
@@ -31,7 +32,7 @@ workers = 1
 
 [tool.privaudit.canary]
 template = "{template}"
-insert = 4
+insert = 2
 repeat = [1, 8]
 audit_canaries = 20
 gradient_canaries = 2000
@@ -43,7 +44,7 @@ max_auc = 0.6
 max_empirical_epsilon = 1.5
 max_extraction_rate = 0.5
 """
-TINY = {"epochs": 8, "shadows": 2, "template": "my pin is {{digit}} {{digit}}", "modiva_steps": 50}
+TINY = {"epochs": 6, "shadows": 2, "template": "my pin is {{digit}} {{digit}}", "modiva_steps": 50}
 # The full-size run (slow lane): the whole built-in demo data set, four shadows, four-digit secrets.
 FULL = {
     "epochs": 15,
@@ -58,11 +59,14 @@ def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
     path = folder / name
     tiny = size is None
     size = dict(size or TINY)
+    dp_table = "dp = { target_epsilon = 1.0 }"
     if dp and tiny:
-        size["epochs"] = 4  # a DP model at epsilon 1 learns little more in 8: the gate's verdict is the same
-    body = CONFIG.format(
-        cache=folder / "cache", dp="dp = { target_epsilon = 1.0 }" if dp else "", data=data or "train.csv", **size
-    )
+        # Fewer epochs and a given noise multiplier (no calibration): the gate's verdict is the same.
+        size["epochs"] = 3
+        dp_table = "dp = { noise_multiplier = 2.0 }"
+    body = CONFIG.format(cache=folder / "cache", dp=dp_table if dp else "", data=data or "train.csv", **size)
+    if dp and tiny:  # the leaking model's audit runs the shadow models; this one the shadow-free attacks
+        body = body.replace('attack = "rmia"\nshadows = 2', 'attack = "loss"\nshadows = 0')
     if data is None:  # the built-in demo data set
         body = body.replace('data = "train.csv"\n', "")
     if name == "pyproject.toml":
@@ -71,7 +75,7 @@ def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
     return path
 
 
-def run_audit(run_cli, config, folder):
+def audit_via_cli(run_cli, config, folder):
     return run_cli(
         "audit",
         "--config",
@@ -89,13 +93,13 @@ def run_audit(run_cli, config, folder):
 def leaky_audit(tmp_path_factory, tiny_csv, run_cli_module):
     """The audit of a leaking (non-DP) model, through the CLI, as CI would run it."""
     folder = tmp_path_factory.mktemp("leaky")
-    return run_audit(run_cli_module, write_config(folder, False, tiny_csv), folder), folder
+    return audit_via_cli(run_cli_module, write_config(folder, False, tiny_csv), folder), folder
 
 
 @pytest.fixture(scope="module")
 def dp_audit(tmp_path_factory, tiny_csv, run_cli_module):
     folder = tmp_path_factory.mktemp("dp")
-    return run_audit(run_cli_module, write_config(folder, True, tiny_csv), folder), folder
+    return audit_via_cli(run_cli_module, write_config(folder, True, tiny_csv), folder), folder
 
 
 def test_gate_fails_the_leaking_model(leaky_audit):
@@ -109,7 +113,7 @@ def test_gate_passes_the_dp_model(dp_audit):
     (code, _, err), folder = dp_audit
     assert code == 0, err
     doc = json.loads((folder / "report" / "results.json").read_text())
-    assert doc["gate"]["passed"] and doc["sections"]["mia"]["theoretical"]["epsilon"] <= 1.0
+    assert doc["gate"]["passed"] and doc["sections"]["mia"]["theoretical"]["noise_multiplier"] == 2.0
     assert doc["sections"]["canary"]["whitebox"]["canaries"] == 2000
 
 
@@ -237,7 +241,7 @@ def test_config_found_in_pyproject_and_paths_relative_to_it(tmp_path, monkeypatc
         (("shadows = 2", "shadowz = 2"), "unknown key `mia.shadowz`"),
         (("shadows = 2", 'shadows = "two"'), "`mia.shadows` must be a int"),
         (("max_auc = 0.6", "max_auc = true"), "`thresholds.max_auc` must be a float"),
-        (("epochs = 8", "epochs = 8\nbogus = 1"), "unknown key `train.bogus`"),
+        (('arch = "cnn"', 'arch = "cnn"\nbogus = 1'), "unknown key `train.bogus`"),
         (("[tool.privaudit.mia]", "[tool.privaudit.mia\n"), "not valid TOML"),
     ],
 )
@@ -261,6 +265,10 @@ def test_cli_flags_override_the_file(leaky_audit, run_cli):
     assert code == 1 and "threshold crossed: mia: rmia AUC" in err
     code, _, err = run_cli("audit", "--config", config, "--max-auc", "0.99", "--max-empirical-epsilon", "99")
     assert code == 0, err
+    # The same audit from Python: the config's device "auto" is resolved by the library, not the CLI.
+    result = run_audit(load_config(config), {"thresholds": {"max_auc": 0.99, "max_empirical_epsilon": 99}})
+    assert result.gate.passed and result.sections["mia"].settings.device in ("cpu", "cuda")
+    assert len(result.gate.checks) == 2 and result.gate.checks[0].metric == "mia: rmia AUC"
 
 
 def test_missing_config_is_a_usage_error(tmp_path, run_cli, monkeypatch):

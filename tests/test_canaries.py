@@ -115,13 +115,19 @@ def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
         "50",
         "--modiva-restarts",
         "4",
+        "--template",
+        "my pin is {digit} {digit}",
         "--max-exposure",
         "0.5",
         "--report",
         report,
+        columns=80,
     )
     assert code == 1, err
     assert "threshold crossed: canary exposure" in err
+    # A CI log's 80 columns: every figure is there in full (tables transpose rather than truncate).
+    assert "…" not in out and max(map(len, out.splitlines())) <= 80
+    assert "ModIvA (vocabulary)" in out and "position acc. (alphabet)" in out
     doc = json.loads((report / "results.json").read_text())
     assert [g["repeat"] for g in doc["by_repeat"]] == [1, 8]
     assert all(row["secret"] is None for row in doc["canaries"])

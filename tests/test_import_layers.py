@@ -16,6 +16,7 @@ FOLDERS = {"privaudit": "privaudit", "attacks": "privaudit.attacks", "canaries":
 # Top to bottom.
 LAYERS: list[tuple[str, set[str]]] = [
     ("interface", {"__main__", "cli", "console"}),
+    ("CI audit: several audits from one config", {"audit"}),
     ("facade", {"api", "bench"}),
     ("policy: the gate for every audit kind", {"gate"}),
     ("audit pipelines", {"mia", "canaries.audit"}),
@@ -55,14 +56,18 @@ LAYERS: list[tuple[str, set[str]]] = [
             "config",
         },
     ),
-    ("results and their rendering", {"reports", "headline", "results", "metrics"}),
+    ("reports: one module per format", {"reports"}),
+    ("report pieces", {"reports.html", "reports.markdown", "reports.junit", "reports.jsondoc"}),
+    ("report figures and tables", {"reports.svg", "reports.tables"}),
+    ("results", {"headline", "results", "metrics"}),
     ("foundation", {"__init__", "errors", "fileio", "options", "versions"}),
 ]
 
 
 def module_name(path: Path) -> str:
-    package = FOLDERS[path.relative_to(ROOT).parts[0]]
-    return package if path.stem == "__init__" else f"{package}.{path.stem}"
+    folder, *inner = path.relative_to(ROOT).with_suffix("").parts
+    parts = [FOLDERS[folder], *inner]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _runtime_nodes(node: ast.AST):
@@ -77,7 +82,7 @@ def _runtime_nodes(node: ast.AST):
 def imports_of(path: Path) -> set[str]:
     """privaudit modules imported anywhere in the file at run time (function-level imports included)."""
     name = module_name(path)
-    package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+    package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]  # what `from .x` is relative to
     found = set()
     for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -93,9 +98,13 @@ def imports_of(path: Path) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    files = [p for folder in FOLDERS for p in (ROOT / folder).glob("*.py")]
+    files = [p for folder in FOLDERS for p in (ROOT / folder).rglob("*.py")]
     modules = {module_name(p): p for p in files}
-    return {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+    # A module's own parent packages are not its imports: Python initialises them before it anyway.
+    return {
+        name: {m for m in imports_of(path) if m in modules and m != name and not name.startswith(m + ".")}
+        for name, path in modules.items()
+    }
 
 
 def layer_of(module: str) -> int:

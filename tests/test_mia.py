@@ -112,9 +112,13 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
         "0.01",
         "--max-tpr-at-fpr",
         "0.1:1.0",
+        columns=80,
     )
     assert code == 1
     assert "threshold crossed: lira AUC" in err and "> 0.01" in err
+    table = out[: out.index("theoretical epsilon") if "theoretical epsilon" in out else out.index("no theoretical")]
+    assert "…" not in table and max(map(len, table.splitlines())) <= 80  # transposed: full figures in 80 columns
+    assert all(name in out for name in ("rmia-offline", "lira-offline-fixed", "emp. epsilon (95%)"))
     assert "TPR at FPR 0.1" not in err  # that threshold held
     doc = json.loads((report / "results.json").read_text())
     assert doc["gate"]["passed"] is False

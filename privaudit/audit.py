@@ -1,0 +1,108 @@
+"""`privaudit audit`: the audits a config file names (privaudit.config.AuditConfig), run and gated together.
+
+    from privaudit.audit import run_audit
+    from privaudit.config import load_config
+    result = run_audit(load_config("privaudit.toml"))   # AuditResult: result.gate.passed, result.to_dict()
+
+Computed here (`run_audit` -> `AuditResult`, one section per audit kind, each computed through
+`privaudit.api`); gated by `privaudit.gate` (each section, then `combined`); rendered by
+`privaudit.reports` (the "audit" kind: the sections a heading level down).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from privaudit.canaries.audit import CanaryResult, CanarySettings
+
+from . import api
+from .bundle import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
+from .config import AuditConfig
+from .devices import resolve_device
+from .gate import Thresholds, combined
+from .manifest import manifest_path
+from .mia import MiaResult, MiaSettings
+from .recipe import DPSettings, TrainingRecipe
+from .results import SCHEMA_VERSION, Gate, Headline
+from .shadows import default_cache_dir
+from .versions import package_versions
+
+
+@dataclass
+class AuditResult:
+    """What `privaudit audit` computed: one gated result per configured audit kind ("mia", "canary")."""
+
+    config: str
+    model: str
+    versions: dict[str, str]
+    sections: dict[str, MiaResult | CanaryResult]
+    gate: Gate
+    kind: str = field(default="audit", init=False)
+
+    def headlines(self) -> list[Headline]:
+        return [h for section in self.sections.values() for h in section.headlines()]
+
+    def to_dict(self) -> dict[str, Any]:
+        lines = [h.text for h in self.headlines()]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": self.kind,
+            "config": self.config,
+            "model": self.model,
+            "versions": self.versions,
+            "sections": {name: section.to_dict() for name, section in self.sections.items()},
+            "gate": self.gate.to_dict(),
+            "headline": {
+                "text": " | ".join(lines),
+                "lines": lines,
+                "violation": any(h.violation for h in self.headlines()),
+            },
+        }
+
+
+def run_audit(
+    config: AuditConfig, overrides: dict[str, Any] | None = None, progress: Progress | None = None
+) -> AuditResult:
+    """`privaudit audit`: run the audits a config names (privaudit.config.AuditConfig) and gate them.
+
+    `overrides` holds CLI values that replace the file's: model, data, device, thresholds (a mapping of
+    Thresholds fields) and mia (a mapping of MiaSettings fields)."""
+    overrides = overrides or {}
+    model = overrides.get("model") or config.model
+    data = overrides.get("data") or config.data
+    # Every threshold is checked (by Thresholds) before minutes of training, not after.
+    thresholds = Thresholds.from_mapping(config.thresholds).replaced(overrides.get("thresholds", {}))
+    cache_dir = config.cache_dir or str(default_cache_dir())
+    device = resolve_device(overrides.get("device") or config.device)
+    if model is None and config.train is not None:
+        train_table = dict(config.train)
+        dp = train_table.pop("dp", None)
+        recipe = TrainingRecipe(**train_table, seed=config.seed, dp=DPSettings(**dp) if dp else None)
+        source = api.resolve_source(data)
+        key = hashlib.sha256(
+            json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION], sort_keys=True).encode()
+        ).hexdigest()
+        model = Path(cache_dir) / f"audit-model-{key[:24]}.pt"
+        if not model.is_file() or not manifest_path(model).is_file():
+            api.train(source, recipe, out=model, device=device, progress=progress)
+        data = None  # the model's audit manifest records its data
+    elif model is None:
+        model = api.demo_model(cache_dir, progress)
+    sections: dict[str, MiaResult | CanaryResult] = {}
+    if config.mia is not None:
+        mia_table = {**config.mia, **overrides.get("mia", {})}
+        settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
+        sections["mia"] = api.mia(model, settings, thresholds, data=data, progress=progress)
+    if config.canary is not None:
+        table = dict(config.canary)
+        if "repeat" in table:
+            table["repeats"] = table.pop("repeat")
+        canary_settings = CanarySettings(seed=config.seed, **table)
+        sections["canary"] = api.canary(canary_settings, data, None, model, thresholds, device, progress)
+    return AuditResult(str(config.path), str(model), package_versions(), sections, combined(sections))
