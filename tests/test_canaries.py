@@ -67,7 +67,7 @@ def memorising_model():
     """A small CNN that saw one secret 40 times under label Secret and 300 other secrets under Other."""
     t = parse_template(PIN)
     rng = np.random.default_rng(0)
-    base = demo_dataset(600, seed=2)
+    base = demo_dataset(300, seed=2)
     true = ("7", "3", "9", "1")
     others = {tuple(str(d) for d in rng.integers(0, 10, 4)) for _ in range(400)} - {true}
     texts = [t.render(true)] * 40 + [t.render(s) for s in sorted(others)][:300]
