@@ -1,4 +1,5 @@
-"""The Python API behind the CLI commands `train`, `info`, `epsilon`, `mia` and `report`.
+"""The Python API behind the CLI commands `train`, `info`, `epsilon`, `mia`, `canary` and `report`
+(`privaudit audit`, which runs several of them from a config file: `privaudit.audit`).
 
 from privaudit.api import train
 from privaudit.recipe import TrainingRecipe, DPSettings
@@ -182,6 +183,8 @@ def mia(
         model = demo_model(settings.cache_dir, progress)
     if model is None:
         raise PrivauditError("give a model file or demo=True")
+    if (members is None) != (nonmembers is None):
+        raise PrivauditError("--members and --nonmembers go together")
     if Path(model).is_dir():
         if members is None:
             raise PrivauditError(f"{model} is a Hugging Face directory: give --members and --nonmembers")
@@ -193,9 +196,7 @@ def mia(
         bundle = hf_target(model, base_model)
     else:
         bundle = load_bundle(model, settings.device)
-    if members is not None:
-        if nonmembers is None:
-            raise PrivauditError("--members and --nonmembers go together")
+    if members is not None and nonmembers is not None:
         audit_set = audit_set_from_files(members, nonmembers)
     else:
         audit_set = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)

@@ -28,32 +28,45 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 
 
 def train_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency: int = 1) -> Tokenizer:
-    if kind == "word":
-        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        trainer: trainers.Trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
-        )
-    elif kind == "wordpiece":
-        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
-        # Every digit and letter is a token even if the texts lack it, so canary secrets always tokenize.
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=[PAD, UNK, CLS, SEP, MASK],
-            initial_alphabet=list("0123456789abcdefghijklmnopqrstuvwxyz"),
-            show_progress=False,
-        )
-    else:
+    """A vocabulary learned from `texts`, the same for the same texts every time ("word": whole words;
+    "wordpiece": whole words, and any other word split into characters)."""
+    if kind == "wordpiece":
+        return _wordpiece_tokenizer(texts, vocab_size, min_frequency)
+    if kind != "word":
         raise ValueError(f"unknown tokenizer kind {kind!r}")
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    _bert_text_handling(tokenizer)
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def _wordpiece_tokenizer(texts: list[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+    """A WordPiece vocabulary of the most frequent whole words plus every character, alone and as a
+    continuation ("##x"). Not the trainer of the tokenizers library: it breaks ties between equally
+    frequent merges in hash order, which Rust seeds at random, so the same texts gave a different
+    vocabulary (and model) from run to run. Every digit and letter is a token even if the texts lack
+    it, so canary secrets always tokenize."""
+    specials = [PAD, UNK, CLS, SEP, MASK]
+    characters = list(RESERVED_CHARACTERS)
+    words = train_tokenizer("word", texts, max(2, vocab_size - len(specials) - 2 * len(characters)), min_frequency)
+    by_frequency = sorted(words.get_vocab().items(), key=lambda item: item[1])  # WordLevel ids: frequency order
+    tokens = [*specials, *characters, *(f"##{c}" for c in characters)]
+    tokens += [word for word, _ in by_frequency if word not in (PAD, UNK)]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}  # a word that is one character: once
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
+    _bert_text_handling(tokenizer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])]
+    )
+    return tokenizer
+
+
+def _bert_text_handling(tokenizer: Tokenizer) -> None:
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(texts, trainer)
-    if kind == "wordpiece":
-        tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{CLS} $A {SEP}",
-            special_tokens=[(CLS, tokenizer.token_to_id(CLS)), (SEP, tokenizer.token_to_id(SEP))],
-        )
-    return tokenizer
 
 
 RESERVED_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"

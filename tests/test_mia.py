@@ -143,6 +143,7 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
         (["--attack", "magic"], "'magic' is not one of 'loss', 'vocabulary'"),
         (["--shadows", "1"], "needs --shadows 2 or more"),
         (["--members", "x.csv"], "go together"),
+        (["--nonmembers", "x.csv"], "go together"),
         (["--max-tpr-at-fpr", "0.5"], "expects FPR:TPR"),
         (["--max-tpr-at-fpr", "0.02:0.1"], "not on the reported grid"),
     ],
