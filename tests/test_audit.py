@@ -1,5 +1,5 @@
-"""`privaudit audit`: the config file, the CI gate on a leaking and a DP model, and the reports as a
-user sees them (the HTML opened in headless Chromium)."""
+"""`privaudit audit`: the config file, the CI gate on a leaking model (the DP model: test_audit_dp.py), and
+the reports as a user sees them (the HTML opened in headless Chromium)."""
 
 import json
 import os
@@ -9,84 +9,11 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
+from audit_configs import FULL, audit_via_cli, write_config
 
 from privaudit.audit import run_audit
 from privaudit.config import load_config
 from privaudit.errors import PrivauditError
-
-CONFIG = """
-[tool.privaudit]
-seed = 0
-data = "{data}"
-cache_dir = "{cache}"
-
-[tool.privaudit.train]
-arch = "cnn"
-epochs = {epochs}
-{dp}
-
-[tool.privaudit.mia]
-attack = "rmia"
-shadows = {shadows}
-workers = 1
-
-[tool.privaudit.canary]
-template = "{template}"
-insert = 2
-repeat = [1, 8]
-audit_canaries = 20
-gradient_canaries = 2000
-modiva_steps = {modiva_steps}
-modiva_restarts = 4
-
-[tool.privaudit.thresholds]
-max_auc = 0.6
-max_empirical_epsilon = 1.5
-max_extraction_rate = 0.5
-"""
-TINY = {"epochs": 6, "shadows": 2, "template": "my pin is {{digit}} {{digit}}", "modiva_steps": 50}
-# The full-size run (slow lane): the whole built-in demo data set, four shadows, four-digit secrets.
-FULL = {
-    "epochs": 15,
-    "shadows": 4,
-    "template": "my pin code is {{digit}} {{digit}} {{digit}} {{digit}}",
-    "modiva_steps": 200,
-}
-
-
-def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    tiny = size is None
-    size = dict(size or TINY)
-    dp_table = "dp = { target_epsilon = 1.0 }"
-    if dp and tiny:
-        # Fewer epochs and a given noise multiplier (no calibration): the gate's verdict is the same.
-        size["epochs"] = 3
-        dp_table = "dp = { noise_multiplier = 2.0 }"
-    body = CONFIG.format(cache=folder / "cache", dp=dp_table if dp else "", data=data or "train.csv", **size)
-    if dp and tiny:  # the leaking model's audit runs the shadow models; this one the shadow-free attacks
-        body = body.replace('attack = "rmia"\nshadows = 2', 'attack = "loss"\nshadows = 0')
-    if data is None:  # the built-in demo data set
-        body = body.replace('data = "train.csv"\n', "")
-    if name == "pyproject.toml":
-        body = '[project]\nname = "x"\n' + body
-    path.write_text(body)
-    return path
-
-
-def audit_via_cli(run_cli, config, folder):
-    return run_cli(
-        "audit",
-        "--config",
-        config,
-        "--report",
-        folder / "report",
-        "--format",
-        "junit",
-        "--output",
-        folder / "junit.xml",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -96,25 +23,11 @@ def leaky_audit(tmp_path_factory, tiny_csv, run_cli_module):
     return audit_via_cli(run_cli_module, write_config(folder, False, tiny_csv), folder), folder
 
 
-@pytest.fixture(scope="module")
-def dp_audit(tmp_path_factory, tiny_csv, run_cli_module):
-    folder = tmp_path_factory.mktemp("dp")
-    return audit_via_cli(run_cli_module, write_config(folder, True, tiny_csv), folder), folder
-
-
 def test_gate_fails_the_leaking_model(leaky_audit):
     (code, _, err), folder = leaky_audit
     assert code == 1, err
     assert "threshold crossed: mia: rmia AUC" in err
     assert "Traceback" not in err
-
-
-def test_gate_passes_the_dp_model(dp_audit):
-    (code, _, err), folder = dp_audit
-    assert code == 0, err
-    doc = json.loads((folder / "report" / "results.json").read_text())
-    assert doc["gate"]["passed"] and doc["sections"]["mia"]["theoretical"]["noise_multiplier"] == 2.0
-    assert doc["sections"]["canary"]["whitebox"]["canaries"] == 2000
 
 
 @pytest.mark.slow
