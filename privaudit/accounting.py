@@ -7,6 +7,7 @@ papers report it, and is always a little looser. Neighbouring relation: add or r
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -45,10 +46,14 @@ def _check(noise_multiplier: float | None, sample_rate: float, steps: int, delta
         raise PrivauditError(f"delta must be in (0, 1), got {delta}")
 
 
+@functools.lru_cache(maxsize=256)
 def compute_epsilon(
     noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = DEFAULT_ACCOUNTANT
 ) -> float:
-    """epsilon of `steps` Poisson-subsampled Gaussian steps at the given delta."""
+    """epsilon of `steps` Poisson-subsampled Gaussian steps at the given delta.
+
+    Remembered: the PLD accountant takes seconds, and shadow models of a DP recipe (trained on data sets
+    of one size) ask for the same epsilon again."""
     _check(noise_multiplier, sample_rate, steps, delta)
     acc = _accountant(accountant)
     acc.compose(_event(noise_multiplier, sample_rate, steps))
