@@ -28,7 +28,7 @@ from .devices import resolve_device
 from .gate import Thresholds, combined
 from .manifest import manifest_path
 from .mia import MiaResult, MiaSettings
-from .recipe import DPSettings, TrainingRecipe
+from .recipe import TrainingRecipe, dp_options
 from .results import SCHEMA_VERSION, Gate, Headline
 from .shadows import default_cache_dir
 from .versions import package_versions
@@ -83,7 +83,8 @@ def run_audit(
     if model is None and config.train is not None:
         train_table = dict(config.train)
         dp = train_table.pop("dp", None)
-        recipe = TrainingRecipe(**train_table, seed=config.seed, dp=DPSettings(**dp) if dp else None)
+        dp_settings = dp_options(True, **dp) if dp is not None else None  # `dp = {}` is refused, not dropped
+        recipe = TrainingRecipe(**train_table, seed=config.seed, dp=dp_settings)
         source = api.resolve_source(data)
         key = hashlib.sha256(
             json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION], sort_keys=True).encode()

@@ -6,6 +6,10 @@ and training metrics. Nothing that identifies a training example: the members' f
 data file's content hash live in the audit manifest beside it (manifest.py), which stays with the data.
 (Format version 1 stored them here; such files are refused.)
 
+Integrity: a SHA-256 digest over the metadata and every tensor (name, dtype, shape, bytes) is written
+with them and checked at load. A damaged file is refused as damaged, never loaded as a different model
+(torch's archive reader does not check its CRCs). Version-2 files have no digest and are refused.
+
 Format: a `torch.save` archive holding only tensors and one JSON string, so it loads with
 `torch.load(weights_only=True)`: a file holding arbitrary pickled objects is refused, never executed.
 Written atomically (temporary file, then rename).
@@ -13,6 +17,8 @@ Written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import pickle
 import zipfile
@@ -33,7 +39,7 @@ from .recipe import TrainingRecipe
 from .tokenization import tokenizer_from_json, tokenizer_to_json
 
 FORMAT = "privaudit-bundle"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -68,14 +74,35 @@ class ModelBundle:
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in bundle.classifier.model.state_dict().items()}
+    metadata = json.dumps(bundle.metadata())
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "metadata": json.dumps(bundle.metadata()),
+        "metadata": metadata,
         "state_dict": state,
+        "digest": content_digest(metadata, state),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def _digest_matches(payload: dict) -> bool:
+    metadata, state, digest = payload.get("metadata"), payload.get("state_dict"), payload.get("digest")
+    if not (isinstance(metadata, str) and isinstance(state, dict) and isinstance(digest, str)):
+        return False
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        return False
+    return hmac.compare_digest(content_digest(metadata, state), digest)
+
+
+def content_digest(metadata: str, state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the metadata and every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256(metadata.encode("utf-8"))
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
@@ -102,8 +129,15 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
             f"{path}: a version-1 model file, which stored its members' fingerprints (anyone holding "
             f"it could test membership); retrain it with this privaudit"
         )
+    if payload.get("format_version") == 2:
+        raise PrivauditError(
+            f"{path}: a version-2 model file, which carries no integrity check (a damaged copy would load as a "
+            f"different model); retrain it with this privaudit"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
         raise PrivauditError(f"{path}: bundle format version {payload.get('format_version')} is not supported")
+    if not _digest_matches(payload):
+        raise PrivauditError(f"{path}: damaged model file (its content does not match its integrity digest)")
     try:
         meta = json.loads(payload["metadata"])
         config = ModelConfig.from_dict(meta["model_config"])

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PrivauditError
+from .recipe import dp_options
 
 _SCHEMA = {
     "": {
@@ -146,6 +147,14 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
         config.model = str(base / config.model)
     if config.data is not None:
         config.data = str(base / config.data)
+    if config.cache_dir is not None:
+        config.cache_dir = str(base / config.cache_dir)
+    if config.train is not None and "dp" in config.train:
+        # `dp = {}` or both noise settings: refused here, as the CLI refuses them, never trained without DP.
+        try:
+            dp_options(True, **config.train["dp"])
+        except PrivauditError as exc:
+            raise PrivauditError(f"{path}: [tool.privaudit.train] dp: {exc}") from None
     if config.model is None and config.train is None and not config.demo:
         raise PrivauditError(f"{path}: [tool.privaudit] needs `model`, a [tool.privaudit.train] table, or demo = true")
     if config.mia is None and config.canary is None:

@@ -1,4 +1,5 @@
-"""The terminal: one rich console on stderr for progress and messages, results on stdout.
+"""The terminal: one rich console on stderr for progress and messages, results on stdout. User-supplied
+strings are always printed as plain text (rich.text.Text or markup=False), never as markup.
 
 Tables read at any width: one that does not fit the terminal (a CI log is 80 columns) is printed
 transposed, one column per row of figures, in as many blocks as the width needs; the reports keep the
@@ -10,6 +11,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -65,18 +67,20 @@ def print_table(title: str, header: list[str], rows: list[list[str]], console: C
 
 def print_rows(title: str, rows: list[tuple[str, str]], console: Console | None = None) -> None:
     """(field, value) rows, values folded to the terminal's width."""
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=Text(title), show_header=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(Text(key), Text(value))
     (console or out_console).print(table)
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    # Every string is Text, never markup: labels, file names and texts come from the user's data, and
+    # "[/b]" in a label must print as itself, not end a style (or crash the printing).
+    table = Table(title=Text(title), title_justify="left")
     for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
+        table.add_column(Text(column), justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     return table

@@ -140,12 +140,13 @@ def test_html_report_renders_in_chromium_and_shows_the_json_figures(leaky_audit,
 def test_config_found_in_pyproject_and_paths_relative_to_it(tmp_path, monkeypatch):
     path = write_config(tmp_path, dp=False, data="train.csv", name="pyproject.toml")
     text = path.read_text().replace("seed = 0", 'seed = 0\nmodel = "models/m.pt"')
+    text = text.replace(f'cache_dir = "{tmp_path / "cache"}"', 'cache_dir = "cache"')  # relative to the file too
     path.write_text(text)
     monkeypatch.chdir(tmp_path)
     config = load_config()
     assert config.path.endswith("pyproject.toml") and config.model == str(tmp_path / "models" / "m.pt")
     assert config.mia == {"attack": "rmia", "shadows": 2, "workers": 1}
-    assert config.data == str(tmp_path / "train.csv")
+    assert config.data == str(tmp_path / "train.csv") and config.cache_dir == str(tmp_path / "cache")
 
 
 @pytest.mark.parametrize(
@@ -156,6 +157,12 @@ def test_config_found_in_pyproject_and_paths_relative_to_it(tmp_path, monkeypatc
         (("max_auc = 0.6", "max_auc = true"), "`thresholds.max_auc` must be a float"),
         (('arch = "cnn"', 'arch = "cnn"\nbogus = 1'), "unknown key `train.bogus`"),
         (("[tool.privaudit.mia]", "[tool.privaudit.mia\n"), "not valid TOML"),
+        # DP is never dropped silently: an empty table, or both noise settings, are refused before training.
+        (('arch = "cnn"', 'arch = "cnn"\ndp = {}'), "exactly one of --noise-multiplier and --target-epsilon"),
+        (
+            ('arch = "cnn"', 'arch = "cnn"\ndp = { noise_multiplier = 1.0, target_epsilon = 4.0 }'),
+            "exactly one of --noise-multiplier and --target-epsilon",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_the_file(tmp_path, run_cli, change, message):

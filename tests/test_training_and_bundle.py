@@ -125,6 +125,30 @@ def test_truncated_bundle_is_refused(cnn_bundle, tmp_path):
         load_bundle(path)
 
 
+def test_a_damaged_model_file_is_refused_never_a_different_model(cnn_bundle, tmp_path, corruptions=200):
+    """Single-byte corruptions anywhere in the file: each is refused as unreadable or damaged, or (a byte
+    nothing reads, such as zip padding) loads the very same weights and metadata."""
+    path = tmp_path / "m.pt"
+    save_bundle(cnn_bundle, path)
+    original = path.read_bytes()
+    reference = load_bundle(path)
+    rng = np.random.default_rng(0)
+    refused = 0
+    for offset in rng.choice(len(original), size=corruptions, replace=False):
+        damaged = bytearray(original)
+        damaged[offset] ^= int(rng.integers(1, 256))
+        path.write_bytes(bytes(damaged))
+        try:
+            loaded = load_bundle(path)
+        except PrivauditError:
+            refused += 1
+            continue
+        same = loaded.classifier.model.state_dict()
+        assert all(torch.equal(v, same[k]) for k, v in reference.classifier.model.state_dict().items()), offset
+        assert loaded.metadata() == reference.metadata(), offset
+    assert refused >= corruptions * 0.9  # almost every byte of the file is read
+
+
 def test_atomic_write_leaves_nothing_on_interrupt(tmp_path):
     target = tmp_path / "out.pt"
     with pytest.raises(KeyboardInterrupt):

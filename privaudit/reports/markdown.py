@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from privaudit.errors import PrivauditError
@@ -18,9 +19,15 @@ def render_markdown(doc: Doc) -> str:
     return _section(doc, level=1)
 
 
+def md_text(text: str) -> str:
+    """User text (data, labels, file names, templates) as inert Markdown: many viewers render raw HTML, so
+    a training text holding `<script>` must arrive as characters, not markup."""
+    return html.escape(text, quote=False)
+
+
 def md_cell(text: str) -> str:
-    """A table cell: a `|` would end the cell and a line break the row, so both are escaped."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    """A table cell: also a `|` would end the cell and a line break the row, so both are escaped."""
+    return md_text(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -39,7 +46,7 @@ def _section(doc: Doc, level: int) -> str:
 
 def _audit(doc: Doc) -> str:
     lines = ["# privaudit audit", ""]
-    lines += [f"- **{line}**" for line in doc["headline"]["lines"]]
+    lines += [f"- **{md_text(line)}**" for line in doc["headline"]["lines"]]
     lines += _gate(doc, level=2)
     for section in doc["sections"].values():
         lines += ["", _section(section, level=2).rstrip("\n")]
@@ -59,9 +66,9 @@ def _mia(doc: Doc, level: int) -> str:
     lines = [
         f"{h} privaudit membership-inference audit",
         "",
-        f"**{doc['headline']['text']}**",
+        f"**{md_text(doc['headline']['text'])}**",
         "",
-        f"Model: `{doc['model']['arch']}` trained on {doc['model']['data']}; vocabulary "
+        f"Model: `{doc['model']['arch']}` trained on {md_text(doc['model']['data'])}; vocabulary "
         f"{tables.vocabulary(doc)}. Audit set: {s['members']:,} members, "
         f"{s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.",
         "",
@@ -79,9 +86,9 @@ def _canary(doc: Doc, level: int) -> str:
     lines = [
         f"{'#' * level} privaudit canary audit",
         "",
-        f"**{doc['headline']['text']}**",
+        f"**{md_text(doc['headline']['text'])}**",
         "",
-        tables.canary_intro(doc),
+        md_text(tables.canary_intro(doc)),
         "",
         *md_table(tables.canary_header(), tables.canary_rows(doc)),
         "",
