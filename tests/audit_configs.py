@@ -30,7 +30,7 @@ max_auc = 0.6
 max_empirical_epsilon = 1.5
 max_extraction_rate = 0.5
 """
-TINY = {"epochs": 6, "shadows": 2, "template": "my pin is {{digit}} {{digit}}", "modiva_steps": 50}
+TINY = {"epochs": 4, "shadows": 2, "template": "my pin is {{digit}} {{digit}}", "modiva_steps": 50}
 # The full-size run (slow lane): the whole built-in demo data set, four shadows, four-digit secrets.
 FULL = {
     "epochs": 15,

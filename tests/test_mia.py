@@ -26,7 +26,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def leaky_model(workdir):
     path = workdir / "cnn.pt"
-    train(SMALL, TrainingRecipe(epochs=10, seed=3), out=path, split_seed=3)
+    train(SMALL, TrainingRecipe(epochs=6, seed=3), out=path, split_seed=3)
     return path
 
 
@@ -191,7 +191,7 @@ def hf_dirs(tmp_path_factory):
     from privaudit.tokenization import train_tokenizer
 
     root = tmp_path_factory.mktemp("hf")
-    data = demo_dataset(160, seed=9)
+    data = demo_dataset(80, seed=9)
     backend = train_tokenizer("wordpiece", data.texts, 400)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
@@ -215,7 +215,7 @@ def hf_dirs(tmp_path_factory):
         tokenizer.save_pretrained(root / name)
     import csv
 
-    for name, part in (("members", data.subset(range(80))), ("nonmembers", data.subset(range(80, 160)))):
+    for name, part in (("members", data.subset(range(40))), ("nonmembers", data.subset(range(40, 80)))):
         with open(root / f"{name}.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "label"])
@@ -230,7 +230,7 @@ def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
     )
     assert code == 0, err
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["audit_set"]["members"] == 80 and list(doc["attacks"]) == ["loss", "vocabulary"]
+    assert doc["audit_set"]["members"] == 40 and list(doc["attacks"]) == ["loss", "vocabulary"]
     code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2")
     assert code == 2 and "--base-model" in err
     code, _, err = run_cli("mia", hf_dirs / "tuned", "--shadows", "0", "--attack", "loss")

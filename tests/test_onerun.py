@@ -44,7 +44,7 @@ def randomized_response(rng, m, epsilon):
     return np.where(truthful, included, ~included) + rng.random(m) * 1e-6, included
 
 
-@pytest.mark.parametrize("trials", [60, pytest.param(200, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("trials", [40, pytest.param(200, marks=pytest.mark.slow)])
 def test_steinke_bound_is_valid_on_randomized_response(trials):
     """Randomized response at epsilon is exactly the worst case of (epsilon, 0)-DP: the 95% bound may
     exceed the truth in at most 5% of runs (an exact test does so in up to 5%, by construction)."""
@@ -59,7 +59,7 @@ def test_steinke_bound_is_valid_on_randomized_response(trials):
     assert 1.5 < strong.steinke.epsilon <= 3.0  # and it finds most of a large epsilon
 
 
-@pytest.mark.parametrize("trials", [40, pytest.param(100, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("trials", [25, pytest.param(100, marks=pytest.mark.slow)])
 def test_gdp_bound_is_valid_on_the_gaussian_mechanism(trials):
     """Scores N(mu * included, 1) are exactly mu-GDP: the rejected mu stays below the true mu."""
     rng = np.random.default_rng(1)

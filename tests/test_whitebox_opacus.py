@@ -10,8 +10,6 @@ from privaudit.canaries.gradient import GradientCanaries, attach_to_opacus
 from privaudit.demo import demo_dataset
 from privaudit.tokenization import hashed_tokenizer, pad_batch, token_ids
 
-opacus = pytest.importorskip("opacus")
-
 
 class BagOfWords(nn.Module):
     def __init__(self, vocab: int, labels: int):
@@ -33,6 +31,8 @@ def opacus_run(noise_multiplier: float, epochs: int = 3, actual_noise: float | N
     labels = torch.tensor([data.label_names.index(y) for y in data.labels])
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, labels), batch_size=50)
     model = BagOfWords(2048, len(data.label_names))
+    # Imported here, not at collection: opacus takes 1.6 s to import, paid by every test worker otherwise.
+    opacus = pytest.importorskip("opacus")
     engine = opacus.PrivacyEngine()
     model, optimizer, loader = engine.make_private(
         module=model,
