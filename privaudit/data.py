@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,17 +99,33 @@ def load_dataset(path: str | Path, text_col: str = "text", label_col: str = "lab
 
 
 def _read_delimited(path: Path, content: str) -> list[tuple[int, dict]]:
+    """Rows by the csv module reading the text itself (newline=""): a quoted field keeps its line breaks,
+    and only \n and \r end a record (str.splitlines also split at U+2028 and other separators)."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(content.splitlines(), delimiter=delimiter)
+    kind = path.suffix[1:].upper()
+    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
+    rows = []
     try:
-        return [(reader.line_num, row) for row in reader]
+        for row in reader:
+            extra = row.get(None) or []  # DictReader's place for fields beyond the header
+            missing = [name for name, value in row.items() if name is not None and value is None]
+            if extra or missing:
+                # An unquoted delimiter inside a text would otherwise move the rest into the label.
+                fields = len(reader.fieldnames or []) + len(extra) - len(missing)
+                raise PrivauditError(
+                    f"{path}:{reader.line_num}: {fields} fields where the header has {len(reader.fieldnames or [])}"
+                    f" (a text holding the delimiter {delimiter!r} must be quoted)"
+                )
+            rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise PrivauditError(f"{path}:{reader.line_num}: malformed {path.suffix[1:].upper()} ({exc})") from None
+        raise PrivauditError(f"{path}:{reader.line_num}: malformed {kind} ({exc})") from None
+    return rows
 
 
 def _read_jsonl(path: Path, content: str) -> list[tuple[int, dict]]:
     rows = []
-    for line_no, line in enumerate(content.splitlines(), start=1):
+    # JSON Lines are separated by \n alone: U+2028 and its kin are valid inside a JSON string.
+    for line_no, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -38,6 +38,9 @@ def test_snips_loads(snips_train):
         ("header.csv", "text,label\n", "no examples"),
         ("bad.jsonl", '{"text": "hi", "label": "A"}\n{oops\n', "bad.jsonl:2: invalid JSON"),
         ("data.txt", "text,label\nhi,A\n", "unsupported file type"),
+        # An unquoted comma would have made " there" a new label; a missing field an empty one.
+        ("comma.csv", "text,label\nhi,A\nhello, there,B\n", "comma.csv:3: 3 fields where the header has 2"),
+        ("short.csv", "text,label\nhi,A\nhello\n", "short.csv:3: 1 fields where the header has 2"),
     ],
 )
 def test_bad_files_are_named_errors(tmp_path, name, content, message):
@@ -45,6 +48,18 @@ def test_bad_files_are_named_errors(tmp_path, name, content, message):
     path.write_text(content)
     with pytest.raises(PrivauditError, match=message):
         load_dataset(path)
+
+
+def test_quoted_line_breaks_and_unicode_separators_survive(tmp_path):
+    """A quoted CSV field keeps its newline; U+2028 (a line separator to str.splitlines) inside a CSV field
+    or a JSON string is just a character."""
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text('text,label\n"first line\nsecond line",A\n"a\u2028b",B\n', encoding="utf-8")
+    data = load_dataset(csv_path)
+    assert data.texts == ["first line\nsecond line", "a\u2028b"] and data.labels == ["A", "B"]
+    jsonl_path = tmp_path / "d.jsonl"
+    jsonl_path.write_text('{"text": "a\u2028b", "label": "A"}\r\n{"text": "c", "label": "B"}\n', encoding="utf-8")
+    assert load_dataset(jsonl_path).texts == ["a\u2028b", "c"]
 
 
 def test_undecodable_bytes(tmp_path):
