@@ -7,6 +7,7 @@ Exit codes: 0 success (all thresholds hold), 1 a threshold crossed, 2 bad input 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -603,7 +604,19 @@ def bench_whitebox(
     )
 
 
+def _interrupt_on(*signals: int) -> None:
+    """SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop a run as Ctrl-C does: workers
+    stopped, finished shadow models kept, nothing half-written, exit 130."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in signals:
+        signal.signal(signum, interrupt)
+
+
 def main() -> None:
+    _interrupt_on(*(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)))
     try:
         code = app(standalone_mode=False)
     except PrivauditError as exc:
@@ -625,4 +638,6 @@ def main() -> None:
         if os.environ.get("PRIVAUDIT_DEBUG"):
             raise
         sys.exit(3)
+    if code == 130:  # typer turns a KeyboardInterrupt inside a command into exit code 130
+        err_console.print("interrupted", highlight=False)
     sys.exit(code if isinstance(code, int) else 0)

@@ -143,7 +143,11 @@ def train_shadows(
                         if progress is not None and task is not None:
                             progress.advance(task)
                 except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
+                    # Interrupted (Ctrl-C, or SIGTERM/SIGHUP, which privaudit.cli turns into the same):
+                    # the workers are stopped now, not left training until their shadow is done. A
+                    # finished shadow is already in the cache; an unfinished one never reaches it
+                    # (written atomically).
+                    _stop_workers(pool)
                     raise
         else:
             _set_population(population, label_names)
@@ -153,6 +157,15 @@ def train_shadows(
                     progress.advance(task)
     logits = np.stack([_load_logits(p) for p in paths])
     return ShadowPool(inclusion, logits, num_shadows - len(todo))
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the worker processes. The executor has no public way
+    to stop a running task before Python 3.14 (terminate_workers), so its process table is used."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _load_logits(path: Path) -> np.ndarray:

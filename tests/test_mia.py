@@ -2,7 +2,12 @@
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +275,67 @@ def test_vocabulary_attack_sees_a_learned_vocabulary_and_not_a_hashed_one(tmp_pa
         result = mia(path, MiaSettings(attack="loss", shadows=0, bootstrap=50)).to_dict()
         aucs[name] = result["attacks"]["vocabulary"]["auc"]
     assert aucs["learned"] > 0.95 and aucs["hashed"] == 0.5
+
+
+def _children(pid: int) -> set[int]:
+    listing = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in listing.split()}
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; only its exit status is left
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_shadow_workers(leaky_model, tmp_path):
+    """A cancelled CI job sends SIGTERM to privaudit alone: its worker processes must stop with it."""
+    # The same model, recorded as trained for 1,000 epochs: each shadow would train for minutes, so a
+    # worker still alive after the wait below was left running, not finishing.
+    from dataclasses import replace
+
+    from privaudit.api import save_model
+    from privaudit.bundle import load_bundle
+    from privaudit.manifest import load_manifest, manifest_path
+
+    bundle = load_bundle(leaky_model)
+    bundle.recipe = replace(bundle.recipe, epochs=1000)
+    bundle.manifest = load_manifest(manifest_path(leaky_model), leaky_model)
+    model = tmp_path / "long.pt"
+    save_model(bundle, model)
+    command = [
+        sys.executable,
+        "-m",
+        "privaudit",
+        "mia",
+        str(model),
+        "--shadows",
+        "4",
+        "--workers",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: set[int] = set()
+    while len(seen) < 3 and proc.poll() is None:  # two workers and multiprocessing's resource tracker
+        seen |= _children(proc.pid)
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    for _ in range(300):  # it stops within a minute, not when the (minutes-long) shadows would be done
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is not None, "privaudit still running a minute after SIGTERM"
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    # Terminated, not left to finish their shadow (a shadow takes far longer than this wait).
+    for _ in range(150):
+        if not any(_running(pid) for pid in seen):
+            break
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in seen)
