@@ -190,34 +190,14 @@ def test_loss_attack_alone_needs_no_shadows(leaky_model, tmp_path):
 @pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory):
     """A "fine-tuned" tiny Hugging Face classifier and the checkpoint it came from, plus member files."""
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from hf_checkpoints import save_tiny_bert
 
     from privaudit.demo import demo_dataset
-    from privaudit.tokenization import train_tokenizer
 
     root = tmp_path_factory.mktemp("hf")
     data = demo_dataset(80, seed=9)
-    backend = train_tokenizer("wordpiece", data.texts, 400)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    names = data.label_names
-    config = BertConfig(
-        vocab_size=backend.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
-    )
     for name, seed in (("base", 0), ("tuned", 1)):
-        import torch
-
-        torch.manual_seed(seed)
-        BertForSequenceClassification(config).save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+        save_tiny_bert(root / name, data.texts, data.label_names, seed=seed)
     import csv
 
     for name, part in (("members", data.subset(range(40))), ("nonmembers", data.subset(range(40, 80)))):

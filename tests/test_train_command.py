@@ -34,26 +34,10 @@ def test_dp_target_epsilon_is_met(tmp_path):
 
 
 def test_local_hugging_face_directory_fine_tunes(tmp_path):
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    from privaudit.tokenization import train_tokenizer
+    from hf_checkpoints import save_tiny_bert
 
     texts = load_source(SMALL).texts
-    backend = train_tokenizer("wordpiece", texts, 500)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    config = BertConfig(
-        vocab_size=backend.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=2,
-    )
-    model_dir = tmp_path / "hf-model"
-    BertForSequenceClassification(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_bert(tmp_path / "hf-model", texts, None, vocab=500)
     recipe = TrainingRecipe(arch=f"hf:{model_dir}", epochs=1, lr=1e-3, dp=DPSettings(noise_multiplier=0.5))
     bundle = train(TINY, recipe, out=tmp_path / "hf.pt")
     loaded = load_bundle(tmp_path / "hf.pt")
