@@ -11,23 +11,35 @@ from .errors import PrivauditError
 
 
 @contextmanager
-def atomic_path(path: str | Path):
-    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds."""
+def atomic_path(path: str | Path, private: bool = False):
+    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
+
+    The file gets the permissions the user's umask gives a new file (a CI artifact upload or a web
+    server must read a report), or owner-only ones when `private` (the audit manifest: its key and
+    fingerprints identify the training members). mkstemp alone would leave every file owner-only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o600 if private else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text_atomic(path: str | Path, text: str, private: bool = False) -> None:
+    with atomic_path(path, private) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def refuse_overwriting(outputs, inputs) -> None:

@@ -66,7 +66,7 @@ def manifest_path(model: str | Path) -> Path:
 
 
 def save_manifest(manifest: AuditManifest, path: str | Path) -> None:
-    write_text_atomic(path, json.dumps(manifest.to_dict()))
+    write_text_atomic(path, json.dumps(manifest.to_dict()), private=True)  # it names the members
 
 
 def load_manifest(path: str | Path, model: str | Path | None = None) -> AuditManifest:

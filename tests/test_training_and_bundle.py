@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import zipfile
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from privaudit.api import save_model, train
 from privaudit.bundle import load_bundle, save_bundle
 from privaudit.errors import PrivauditError
-from privaudit.fileio import atomic_path
+from privaudit.fileio import atomic_path, write_text_atomic
 from privaudit.manifest import load_manifest, manifest_path
 from privaudit.recipe import TrainingRecipe
 from privaudit.source import demo_source, file_source, load_source
@@ -147,6 +148,19 @@ def test_a_damaged_model_file_is_refused_never_a_different_model(cnn_bundle, tmp
         assert all(torch.equal(v, same[k]) for k, v in reference.classifier.model.state_dict().items()), offset
         assert loaded.metadata() == reference.metadata(), offset
     assert refused >= corruptions * 0.9  # almost every byte of the file is read
+
+
+def test_outputs_honour_the_umask_and_the_manifest_stays_private(cnn_bundle, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "m.pt"
+        save_model(cnn_bundle, path)
+        write_text_atomic(tmp_path / "report.md", "# report\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o644
+    assert stat.S_IMODE(manifest_path(path).stat().st_mode) == 0o600  # key and member fingerprints
 
 
 def test_atomic_write_leaves_nothing_on_interrupt(tmp_path):
