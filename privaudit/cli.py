@@ -308,7 +308,7 @@ def mia(
             base_model=base_model,
             manifest=manifest,
         )
-    _print_mia(result.to_dict())
+    _print_mia(result)
     api.write_results(result, report=report, output=output)
     _exit_on_crossings(result)
 
@@ -320,17 +320,13 @@ def _print_headlines(result: Result) -> None:
         )
 
 
-def _print_mia(doc: dict) -> None:
+def _print_mia(result: Result) -> None:
     from .reports.tables import summary_header, summary_rows
 
+    doc = result.to_dict()  # the tables are the reports' own rows, read from the results document
     print_table("membership inference (higher score = more likely member)", summary_header(doc), summary_rows(doc))
+    _print_headlines(result)
     t = doc["run"]["timings"]
-    out_console.print(
-        doc["headline"]["text"],
-        style="bold red" if doc["headline"]["violation"] else "bold",
-        highlight=False,
-        markup=False,
-    )
     err_console.print(
         f"time: shadow training {t['shadow_training_s']:.1f} s "
         f"({doc['run']['shadows_from_cache']} of {doc['audit_set']['shadows']} from cache), "
@@ -431,26 +427,22 @@ def canary(
     )
     with make_progress() as progress:
         result = api.canary(settings, data, recipe, model, thresholds, device, progress)
-    _print_canary(result.to_dict())
+    _print_canary(result)
     api.write_results(result, report=report, output=output)
     _exit_on_crossings(result)
 
 
-def _print_canary(doc: dict) -> None:
+def _print_canary(result: Result) -> None:
     from .reports.tables import canary_header, canary_rows, onerun_header, onerun_rows, sampling_line
 
+    doc = result.to_dict()
     print_table(
         f"canaries: {doc['template']['text']!r}, {doc['template']['space_size']:,} secrets",
         canary_header(),
         canary_rows(doc),
     )
     print_table("one-run epsilon lower bounds (95%)", onerun_header(), onerun_rows(doc))
-    out_console.print(
-        doc["headline"]["text"],
-        style="bold red" if doc["headline"]["violation"] else "bold",
-        highlight=False,
-        markup=False,
-    )
+    _print_headlines(result)
     if sampling_line(doc):
         out_console.print(sampling_line(doc), highlight=False, markup=False)
     t = doc["run"]["timings"]

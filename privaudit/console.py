@@ -49,7 +49,7 @@ def print_table(title: str, header: list[str], rows: list[list[str]], console: C
     blocks: list[list[list[str]]] = [[]]
     for row in rows:
         candidate = [*blocks[-1], row]
-        width = table_width([[header[0], *names], *([r[0], *r[1:]] for r in candidate)])
+        width = table_width([[header[0], *names], *candidate])  # each row of figures becomes a column
         if blocks[-1] and width > console.width:
             blocks.append([row])
         else:
