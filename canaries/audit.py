@@ -24,6 +24,7 @@ from privaudit.accounting import PrivacyGuarantee, default_delta
 from privaudit.attacks.base import scaled_confidence
 from privaudit.attacks.modiva import modiva_extract, slot_layout
 from privaudit.data import TextDataset
+from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
 from privaudit.options import comma_separated
 from privaudit.recipe import TrainingRecipe
@@ -51,6 +52,11 @@ class CanarySettings:
     modiva_steps: int = 200
     modiva_restarts: int = 16
     gradient_canaries: int = 100_000  # white-box audit, with DP-SGD only (0: none)
+
+    def __post_init__(self) -> None:
+        # Checked when the settings are made (CLI or config), before any training.
+        if self.audit_canaries < 0 or self.gradient_canaries < 0 or self.gradient_canaries == 1:
+            raise PrivauditError("--audit-canaries must be 0 or more, --gradient-canaries 0 or at least 2")
 
 
 @dataclass

@@ -178,7 +178,8 @@ def mia(
     Hugging Face directory (with `members`/`nonmembers` files and, for shadow models, `base_model`: the
     checkpoint it was fine-tuned from)."""
     settings = settings or MiaSettings()
-    settings.validate()  # before any training
+    settings.validate()  # before any training, as is the device:
+    resolve_device(settings.device)
     if demo:
         model = demo_model(settings.cache_dir, progress)
     if model is None:

@@ -80,6 +80,17 @@ def run_audit(
     thresholds = Thresholds.from_mapping(config.thresholds).replaced(overrides.get("thresholds", {}))
     cache_dir = config.cache_dir or str(default_cache_dir())
     device = resolve_device(overrides.get("device") or config.device)
+    # Every section's settings are made, and so checked, before the model is trained, not after.
+    mia_settings = canary_settings = None
+    if config.mia is not None:
+        mia_table = {**config.mia, **overrides.get("mia", {})}
+        mia_settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
+        mia_settings.validate()
+    if config.canary is not None:
+        table = dict(config.canary)
+        if "repeat" in table:
+            table["repeats"] = table.pop("repeat")
+        canary_settings = CanarySettings(seed=config.seed, **table)
     if model is None and config.train is not None:
         train_table = dict(config.train)
         dp = train_table.pop("dp", None)
@@ -96,14 +107,8 @@ def run_audit(
     elif model is None:
         model = api.demo_model(cache_dir, progress)
     sections: dict[str, MiaResult | CanaryResult] = {}
-    if config.mia is not None:
-        mia_table = {**config.mia, **overrides.get("mia", {})}
-        settings = MiaSettings(seed=config.seed, cache_dir=cache_dir, device=device, **mia_table)
-        sections["mia"] = api.mia(model, settings, thresholds, data=data, progress=progress)
-    if config.canary is not None:
-        table = dict(config.canary)
-        if "repeat" in table:
-            table["repeats"] = table.pop("repeat")
-        canary_settings = CanarySettings(seed=config.seed, **table)
+    if mia_settings is not None:
+        sections["mia"] = api.mia(model, mia_settings, thresholds, data=data, progress=progress)
+    if canary_settings is not None:
         sections["canary"] = api.canary(canary_settings, data, None, model, thresholds, device, progress)
     return AuditResult(str(config.path), str(model), package_versions(), sections, combined(sections))

@@ -103,6 +103,8 @@ def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
         (["--label", "NotALabel"], "not in the data"),
         (["--insert", "0"], "at least 1"),
         (["--repeat", "1,x"], "--repeat takes values such as 1,4,16"),
+        (["--gradient-canaries", "1"], "--gradient-canaries 0 or at least 2"),
+        (["--audit-canaries", "-1"], "--audit-canaries must be 0 or more"),
     ],
 )
 def test_cli_canary_bad_input(run_cli, args, message):
