@@ -49,11 +49,10 @@ def _wordpiece_tokenizer(texts: list[str], vocab_size: int, min_frequency: int) 
     frequent merges in hash order, which Rust seeds at random, so the same texts gave a different
     vocabulary (and model) from run to run. Every digit and letter is a token even if the texts lack
     it, so canary secrets always tokenize."""
-    specials = [PAD, UNK, CLS, SEP, MASK]
     characters = list(RESERVED_CHARACTERS)
-    words = train_tokenizer("word", texts, max(2, vocab_size - len(specials) - 2 * len(characters)), min_frequency)
+    words = train_tokenizer("word", texts, max(2, vocab_size - len(SPECIALS) - 2 * len(characters)), min_frequency)
     by_frequency = sorted(words.get_vocab().items(), key=lambda item: item[1])  # WordLevel ids: frequency order
-    tokens = [*specials, *characters, *(f"##{c}" for c in characters)]
+    tokens = [*SPECIALS, *characters, *(f"##{c}" for c in characters)]
     tokens += [word for word, _ in by_frequency if word not in (PAD, UNK)]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}  # a word that is one character: once
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
@@ -70,7 +69,8 @@ def _bert_text_handling(tokenizer: Tokenizer) -> None:
 
 
 RESERVED_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
-HASHED_SPECIALS = (PAD, UNK, CLS, SEP, MASK)
+# The special tokens of every WordPiece-style vocabulary here (hashed and learned), in id order.
+SPECIALS = (PAD, UNK, CLS, SEP, MASK)
 
 
 @dataclass
@@ -86,12 +86,12 @@ class HashedTokenizer:
     KIND = "privaudit-hashed"
 
     def __init__(self, buckets: int, cls_sep: bool):
-        reserved = len(HASHED_SPECIALS) + len(RESERVED_CHARACTERS)
+        reserved = len(SPECIALS) + len(RESERVED_CHARACTERS)
         if buckets < 2 * reserved:
             raise ValueError(f"a hashed vocabulary needs at least {2 * reserved} buckets")
         self.buckets = buckets
         self.cls_sep = cls_sep
-        self.fixed = {token: i for i, token in enumerate(HASHED_SPECIALS + tuple(RESERVED_CHARACTERS))}
+        self.fixed = {token: i for i, token in enumerate(SPECIALS + tuple(RESERVED_CHARACTERS))}
         self.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
         self.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
 
@@ -113,7 +113,7 @@ class HashedTokenizer:
         return [self.encode(t) for t in texts]
 
     def token_to_id(self, token: str) -> int | None:
-        return self.fixed.get(token) if token in HASHED_SPECIALS else self._word_id(token)
+        return self.fixed.get(token) if token in SPECIALS else self._word_id(token)
 
     def get_vocab_size(self) -> int:
         return self.buckets
