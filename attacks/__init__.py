@@ -3,26 +3,38 @@ member; every one is computed from the same shadow pool in one run, so all are s
 White-box canary extraction: `modiva.modiva_extract` (ModIvA).
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 from .base import Attack, AttackInputs
+from .label_only import label_only_attack
 from .lira import lira_offline, lira_online
 from .loss import loss_attack
 from .rmia import rmia_offline, rmia_online
 from .shokri import shokri_attack
 from .vocabulary import vocabulary_attack
 
-#: name -> (attack, needs shadow models). "lira" is online LiRA with per-example variances.
-ATTACKS: dict[str, tuple[Attack, bool]] = {
-    "loss": (loss_attack, False),
-    "vocabulary": (vocabulary_attack, False),
-    "shadow": (shokri_attack, True),
-    "lira": (lira_online, True),
-    "lira-fixed": (partial(lira_online, fixed_variance=True), True),
-    "lira-offline": (lira_offline, True),
-    "lira-offline-fixed": (partial(lira_offline, fixed_variance=True), True),
-    "rmia": (rmia_online, True),
-    "rmia-offline": (rmia_offline, True),
+
+@dataclass(frozen=True)
+class AttackSpec:
+    run: Attack
+    needs_shadows: bool
+    needs_queries: bool = False  # computed only when the audit queries neighbours (privaudit.queries)
+
+
+#: name -> attack. "lira" is online LiRA (variance by number of shadows, see lira.py); "-augmented"
+#: variants also query each example's neighbours; "label-only" sees only predicted labels.
+ATTACKS: dict[str, AttackSpec] = {
+    "loss": AttackSpec(loss_attack, False),
+    "vocabulary": AttackSpec(vocabulary_attack, False),
+    "shadow": AttackSpec(shokri_attack, True),
+    "lira": AttackSpec(lira_online, True),
+    "lira-offline": AttackSpec(lira_offline, True),
+    "rmia": AttackSpec(rmia_online, True),
+    "rmia-offline": AttackSpec(rmia_offline, True),
+    "lira-augmented": AttackSpec(partial(lira_online, queries=True), True, True),
+    "rmia-augmented": AttackSpec(partial(rmia_online, queries=True), True, True),
+    "label-only": AttackSpec(label_only_attack, False, True),
 }
 
-__all__ = ["ATTACKS", "Attack", "AttackInputs"]
+__all__ = ["ATTACKS", "Attack", "AttackInputs", "AttackSpec"]

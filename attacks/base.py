@@ -24,10 +24,29 @@ class AttackInputs:
     # (N,) how badly the target's own tokenizer covers each text (tokenization.vocabulary_misses); None: not
     # computed. A vocabulary learned from the training texts covers members better than anyone else.
     vocabulary_misses: np.ndarray | None = None
+    # Logits on each example's Q query neighbours (privaudit.queries; same label as the example), from
+    # the target (N, Q, C) and the shadows (K, N, Q, C). None: no queries.
+    target_query_logits: np.ndarray | None = None
+    shadow_query_logits: np.ndarray | None = None
 
     @property
     def num_shadows(self) -> int:
         return self.shadow_logits.shape[0]
+
+    @property
+    def num_queries(self) -> int:
+        return 0 if self.target_query_logits is None else self.target_query_logits.shape[1]
+
+    def target_views(self) -> np.ndarray:
+        """(1 + Q, N, C): the target's logits on each example, then on its query neighbours."""
+        queries = [] if self.target_query_logits is None else list(np.moveaxis(self.target_query_logits, 1, 0))
+        return np.stack([self.target_logits, *queries])
+
+    def shadow_views(self) -> np.ndarray:
+        """(K, 1 + Q, N, C): every shadow's logits on each example, then on its query neighbours."""
+        if self.shadow_query_logits is None:
+            return self.shadow_logits[:, None]
+        return np.concatenate([self.shadow_logits[:, None], np.moveaxis(self.shadow_query_logits, 2, 1)], axis=1)
 
 
 Attack = Callable[[AttackInputs], np.ndarray]

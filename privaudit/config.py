@@ -11,8 +11,9 @@
     dp = { target_epsilon = 4.0 }
 
     [tool.privaudit.mia]
-    attack = "lira"
+    attack = "lira"                  # shown first; every attack is computed and gated
     shadows = 16
+    queries = 4                      # word-edit neighbours per example (augmented and label-only attacks)
 
     [tool.privaudit.canary]
     template = "my pin code is {digit} {digit} {digit} {digit}"
@@ -73,7 +74,7 @@ _SCHEMA = {
         "accountant": str,
         "insecure_seed": int,
     },
-    "mia": {"attack": str, "shadows": int, "epsilon_method": str, "workers": int},
+    "mia": {"attack": str, "shadows": int, "queries": int, "epsilon_method": str, "workers": int},
     "canary": {
         "template": str,
         "insert": int,

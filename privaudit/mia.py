@@ -10,7 +10,7 @@ Python API:
 The audit set is the members and held-out non-members named by the model's audit manifest (or
 --members / --nonmembers files). Shadow models are trained with the model's own recipe on random halves
 of the population (audit set plus any --population data). Every attack is computed from the same shadow pool and its
-metrics shown side by side; the one named by `attack` is the primary one, which the gate uses.
+metrics shown side by side; the one named by `attack` is shown first, and the gate checks them all.
 
 Computed here (`run_mia` -> `MiaResult`); gated in `privaudit.gate.check_mia`; rendered by
 `privaudit.reports` (the "mia" kind).
@@ -27,6 +27,7 @@ import numpy as np
 from rich.progress import Progress
 
 from privaudit.attacks import ATTACKS, AttackInputs
+from privaudit.attacks.lira import PER_EXAMPLE_MIN_SHADOWS, fallback_examples, variance_for
 
 from . import metrics
 from .accounting import PrivacyGuarantee, default_delta
@@ -36,6 +37,8 @@ from .devices import resolve_device
 from .errors import PrivauditError
 from .headline import epsilon_headline
 from .manifest import AuditManifest, keyed_fingerprints, new_key
+from .queries import flatten
+from .queries import neighbours as query_neighbours
 from .results import SCHEMA_VERSION, Gate, Headline
 from .shadows import default_cache_dir, default_workers, train_shadows
 from .source import file_source, load_source
@@ -55,16 +58,29 @@ class MiaSettings:
     show_text: bool = False
     n_vulnerable: int = 10
     bootstrap: int = 1000
+    queries: int = 4  # query neighbours per example (privaudit.queries), for the augmented and label-only attacks
 
     def validate(self) -> None:
         if self.attack not in ATTACKS:
             raise PrivauditError(f"unknown attack {self.attack!r} (choose from {', '.join(ATTACKS)})")
         if self.epsilon_method not in metrics.EPSILON_METHODS:
             raise PrivauditError("epsilon method must be split or bonferroni")
-        if ATTACKS[self.attack][1] and self.shadows < 2:
-            raise PrivauditError(f"attack {self.attack!r} needs --shadows 2 or more")
         if self.shadows < 0:
             raise PrivauditError("--shadows must be 0 or more")
+        if self.queries < 0:
+            raise PrivauditError("--queries must be 0 or more")
+        if ATTACKS[self.attack].needs_shadows and self.shadows < 2:
+            raise PrivauditError(f"attack {self.attack!r} needs --shadows 2 or more")
+        if ATTACKS[self.attack].needs_queries and self.queries == 0:
+            raise PrivauditError(f"attack {self.attack!r} needs --queries 1 or more")
+
+    def computed_attacks(self) -> list[str]:
+        """Every attack the settings support (shadows for some, query neighbours for others)."""
+        return [
+            name
+            for name, spec in ATTACKS.items()
+            if (self.shadows >= 2 or not spec.needs_shadows) and (self.queries > 0 or not spec.needs_queries)
+        ]
 
 
 @dataclass
@@ -126,23 +142,30 @@ def audit_set_from_files(
 
 @dataclass
 class AttackFigures:
-    """One attack's figures over the audit set (Clopper-Pearson intervals for rates, bootstrap for AUC)."""
+    """One attack's figures over the audit set. Intervals: bootstrap over members and non-members for the
+    AUC, `metrics.tpr_interval` (threshold estimation included) for the TPRs. `auc_lower_joint` and each
+    TPR's `lower_joint`: one-sided lower bounds at the Bonferroni level over all attacks of the audit
+    (`joint_confidence`), which the gate compares with its limits."""
 
     auc: float
     auc_ci: tuple[float, float]
+    auc_lower_joint: float
+    joint_confidence: float
     balanced_accuracy: float
     tpr_at_fpr: list[metrics.TprAtFpr]
     empirical_epsilon: dict[str, metrics.EpsilonBound]  # by threshold-selection method
     roc: dict[str, list[float]]
 
-    def tpr_at(self, fpr: float) -> float:
-        """The TPR at a grid FPR (`privaudit.gate.Thresholds` only accepts grid FPRs)."""
-        return next(row.tpr for row in self.tpr_at_fpr if abs(row.fpr - fpr) < 1e-12)
+    def tpr_row(self, fpr: float) -> metrics.TprAtFpr:
+        """The row of a grid FPR (`privaudit.gate.Thresholds` only accepts grid FPRs)."""
+        return next(row for row in self.tpr_at_fpr if abs(row.fpr - fpr) < 1e-12)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "auc": self.auc,
             "auc_ci": self.auc_ci,
+            "auc_lower_joint": self.auc_lower_joint,
+            "joint_confidence": self.joint_confidence,
             "balanced_accuracy": self.balanced_accuracy,
             "tpr_at_fpr": [row.to_dict() for row in self.tpr_at_fpr],
             "empirical_epsilon": {m: b.to_dict() for m, b in self.empirical_epsilon.items()},
@@ -172,6 +195,7 @@ class MiaResult:
     delta: float
     primary_attack: str
     attacks: dict[str, AttackFigures]
+    attack_notes: dict[str, str]  # how an attack was set up where the run decided it (LiRA's variance)
     headline: Headline
     vulnerable: list[dict[str, Any]]
     per_example: dict[str, Any]  # keyed fingerprints, membership, every attack's scores
@@ -198,6 +222,7 @@ class MiaResult:
             "delta": self.delta,
             "primary_attack": self.primary_attack,
             "attacks": {name: figures.to_dict() for name, figures in self.attacks.items()},
+            "attack_notes": self.attack_notes,
             "headline": self.headline.to_dict(),
             "vulnerable": self.vulnerable,
             "per_example": self.per_example,
@@ -231,6 +256,7 @@ def run_mia(
 
     start = time.perf_counter()
     needs_shadows = settings.shadows >= 2  # else only the attacks that need no shadow model run
+    neighbours = query_neighbours(audit.population.texts, settings.queries, settings.seed)
     if needs_shadows:
         pool = train_shadows(
             audit.population,
@@ -242,15 +268,24 @@ def run_mia(
             settings.workers or default_workers(settings.device),
             settings.device,
             progress,
+            neighbours,
         )
-        shadow_logits, shadow_in, cached = pool.logits, pool.inclusion, pool.cached
+        shadow_logits, shadow_query_logits, shadow_in = pool.logits, pool.query_logits, pool.inclusion
+        cached = pool.cached
     else:
-        shadow_logits = np.zeros((0, len(audit.population), len(classifier.labels)), np.float32)
-        shadow_in, cached = np.zeros((0, len(audit.population)), bool), 0
+        n, c = len(audit.population), len(classifier.labels)
+        shadow_logits = np.zeros((0, n, c), np.float32)
+        shadow_query_logits = np.zeros((0, n, settings.queries, c), np.float32)
+        shadow_in, cached = np.zeros((0, n), bool), 0
     timings["shadow_training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     target_logits = classifier.logits(audit.population.texts).numpy()
+    target_query_logits = (
+        classifier.logits(flatten(neighbours)).numpy().reshape(len(audit.population), settings.queries, -1)
+        if settings.queries
+        else np.zeros((len(audit.population), 0, len(classifier.labels)), np.float32)
+    )
     n_audit = audit.n_audit
     extra_points = np.arange(n_audit, len(audit.population))
     inputs = AttackInputs(
@@ -260,16 +295,19 @@ def run_mia(
         shadow_in,
         reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
         vocabulary_misses=vocabulary_misses(classifier.tokenizer, audit.population.texts),
+        target_query_logits=target_query_logits,
+        shadow_query_logits=shadow_query_logits,
     )
-    names = [name for name, (_, needs) in ATTACKS.items() if needs_shadows or not needs]
-    scores = {name: ATTACKS[name][0](inputs)[:n_audit] for name in names}
+    names = settings.computed_attacks()
+    scores = {name: ATTACKS[name].run(inputs)[:n_audit] for name in names}
     timings["scoring_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     privacy = bundle.privacy
     delta = privacy.delta if privacy else default_delta(audit.n_members)
     is_member = audit.is_member
-    attacks = {name: attack_metrics(s, is_member, delta, settings) for name, s in scores.items()}
+    joint_confidence = 1 - (1 - 0.95) / len(scores)
+    attacks = {name: attack_metrics(s, is_member, delta, settings, joint_confidence) for name, s in scores.items()}
     timings["metrics_s"] = time.perf_counter() - start
 
     strongest = strongest_bound(scores, is_member, delta, settings)
@@ -295,6 +333,7 @@ def run_mia(
         delta=delta,
         primary_attack=settings.attack,
         attacks=attacks,
+        attack_notes=attack_notes(names, shadow_in),
         headline=headline(strongest, privacy),
         vulnerable=most_vulnerable(
             scores[settings.attack],
@@ -306,20 +345,29 @@ def run_mia(
         per_example={
             "fingerprints": fingerprints,
             "is_member": is_member.astype(int).tolist(),
-            "scores": {name: np.round(s, 6).tolist() for name, s in scores.items()},
+            # Full precision (JSON floats round-trip exactly): every figure can be recomputed from them.
+            "scores": {name: s.tolist() for name, s in scores.items()},
         },
         run={**run_section(timings), "shadows_from_cache": cached},
     )
 
 
-def attack_metrics(scores: np.ndarray, is_member: np.ndarray, delta: float, settings: MiaSettings) -> AttackFigures:
+def attack_metrics(
+    scores: np.ndarray, is_member: np.ndarray, delta: float, settings: MiaSettings, joint_confidence: float = 0.95
+) -> AttackFigures:
+    """One attack's figures; the `_joint` lower bounds at `joint_confidence` (one-sided)."""
     fpr, tpr, _ = metrics.roc_curve(scores, is_member)
     roc_fpr, roc_tpr = metrics.downsample_roc(fpr, tpr)
+    aucs = metrics.auc_bootstrap(scores, is_member, settings.bootstrap, seed=settings.seed)
     return AttackFigures(
         auc=metrics.auc(scores, is_member),
-        auc_ci=metrics.auc_bootstrap_ci(scores, is_member, settings.bootstrap, seed=settings.seed),
+        auc_ci=(float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))),
+        auc_lower_joint=float(np.percentile(aucs, 100 * (1 - joint_confidence))),
+        joint_confidence=joint_confidence,
         balanced_accuracy=metrics.balanced_accuracy(scores, is_member),
-        tpr_at_fpr=[metrics.tpr_at_fpr(scores, is_member, f) for f in metrics.FPR_GRID],
+        tpr_at_fpr=[
+            metrics.tpr_at_fpr(scores, is_member, f, joint_confidence=joint_confidence) for f in metrics.FPR_GRID
+        ],
         empirical_epsilon={
             m: metrics.empirical_epsilon(scores, is_member, delta, m, seed=settings.seed)
             for m in metrics.EPSILON_METHODS
@@ -342,6 +390,18 @@ def strongest_bound(
     return StrongestBound(
         name, bounds[name].epsilon, confidence, f"{settings.epsilon_method}, Bonferroni over {len(scores)} attacks"
     )
+
+
+def attack_notes(names: list[str], shadow_in: np.ndarray) -> dict[str, str]:
+    """What the LiRA variants chose from the number of shadows, and how many examples fell back."""
+    k = shadow_in.shape[0]
+    variance = variance_for(k)
+    if variance == "per-example":
+        fallbacks = fallback_examples(shadow_in)
+        note = f"per-example variance ({k} shadows); global for the {fallbacks} examples with < 2 models on a side"
+    else:
+        note = f"global variance: {k} shadows, fewer than the {PER_EXAMPLE_MIN_SHADOWS} per-example variances need"
+    return {name: note for name in names if name.startswith("lira")}
 
 
 def headline(bound: StrongestBound, privacy: PrivacyGuarantee | None) -> Headline:

@@ -12,7 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 1
+# 2: membership inference gained lower bounds valid jointly over all attacks (`auc_lower_joint`, TPR rows'
+# `lower_joint`), `attack_notes`, the augmented and label-only attacks, full-precision scores, TPR
+# intervals that include the threshold's estimation; `lira-fixed` became `lira`; gate checks a `detail`.
+# Reports render either version.
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -40,15 +44,22 @@ class Headline:
 
 @dataclass
 class GateCheck:
-    """One configured threshold checked against one figure."""
+    """One configured threshold checked against one figure. `metric` names the threshold and stays the same
+    from run to run (a CI's test-case name); `detail` says where this run's value came from."""
 
     metric: str
     value: float
     limit: float
     passed: bool
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def describe(self) -> str:
+        """'metric = value > limit (detail)', the line a crossing prints."""
+        line = f"{self.metric} = {self.value:.4g} {'<=' if self.passed else '>'} {self.limit:g}"
+        return f"{line} ({self.detail})" if self.detail else line
 
 
 @dataclass

@@ -3,9 +3,11 @@
 Design (as in LiRA): every population example is IN the training set of exactly half of the shadow
 models (chosen at random, seeded), so each has both IN and OUT models. Each finished shadow's logits
 on the whole population are cached on disk, keyed by the recipe, the population and its training
-set: a second run, or a run after Ctrl-C, reuses every finished model and loses at most the ones in
-progress. Shadows train in parallel worker processes (one thread each), which on a 2-core CPU is
-about 1.4x faster than one process using both cores.
+set; beside them, the model itself (a model bundle, a few MB) and its logits on each query set
+(`privaudit.queries`) asked for so far, so that a new query set costs inference, not training. A second
+run, or a run after Ctrl-C, reuses every finished model and loses at most the ones in progress.
+Shadows train in parallel worker processes (one thread each), which on a 2-core CPU is about 1.4x
+faster than one process using both cores.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +25,8 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from . import queries
+from .bundle import ModelBundle, load_bundle, save_bundle
 from .data import TextDataset
 from .errors import PrivauditError
 from .fileio import atomic_path
@@ -34,6 +39,7 @@ CACHE_FORMAT = 1
 class ShadowPool:
     inclusion: np.ndarray  # (K, N) bool: example n in shadow k's training set
     logits: np.ndarray  # (K, N, C) shadow k's logits on example n
+    query_logits: np.ndarray  # (K, N, Q, C) shadow k's logits on example n's Q query neighbours
     cached: int  # how many shadows came from the cache
 
 
@@ -78,26 +84,54 @@ def population_digest(population: TextDataset) -> str:
 _WORKER: dict = {}
 
 
-def _set_population(population: TextDataset, label_names: list[str]) -> None:
+def _set_population(population: TextDataset, label_names: list[str], query_texts: list[str]) -> None:
     _WORKER["population"] = population
     _WORKER["label_names"] = label_names
+    _WORKER["query_texts"] = query_texts
 
 
-def _init_worker(texts: list[str], labels: list[str], label_names: list[str]) -> None:
+def _init_worker(texts: list[str], labels: list[str], label_names: list[str], query_texts: list[str]) -> None:
     torch.set_num_threads(1)
-    _set_population(TextDataset(texts, labels), label_names)
+    _set_population(TextDataset(texts, labels), label_names, query_texts)
 
 
-def _train_one(recipe_dict: dict, members: np.ndarray, path: str, device: str) -> str:
+def _train_one(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> None:
     from .training import fit
 
     population: TextDataset = _WORKER["population"]
     recipe = TrainingRecipe.from_dict(recipe_dict)
     fitted = fit(population.subset(np.flatnonzero(members)), _WORKER["label_names"], recipe, device)
-    logits = fitted.classifier.logits(population.texts)
-    with atomic_path(path) as tmp:
-        torch.save({"logits": logits}, tmp)
-    return path
+    # The model first, the population logits last: those mark the entry complete.
+    save_bundle(ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model)
+    _save_query_logits(fitted.classifier, entry)
+    with atomic_path(entry.logits) as tmp:
+        torch.save({"logits": fitted.classifier.logits(population.texts)}, tmp)
+
+
+def _query_one(entry: ShadowEntry, device: str) -> None:
+    """A cached shadow model's outputs on a new query set: no retraining."""
+    _save_query_logits(_load_cached(entry.model, lambda p: load_bundle(p, device).classifier), entry)
+
+
+def _save_query_logits(classifier, entry: ShadowEntry) -> None:
+    if entry.queries is not None:
+        with atomic_path(entry.queries) as tmp:
+            torch.save({"logits": classifier.logits(_WORKER["query_texts"])}, tmp)
+
+
+@dataclass(frozen=True)
+class ShadowEntry:
+    """One shadow model's cache files."""
+
+    logits: Path  # its logits on the population: present = the entry is complete
+    model: Path  # the model itself (a model bundle), so that new query sets need no retraining
+    queries: Path | None  # its logits on the query neighbours asked for now
+
+    def needs_training(self) -> bool:
+        return not self.logits.is_file() or (self.needs_queries() and not self.model.is_file())
+
+    def needs_queries(self) -> bool:
+        return self.queries is not None and not self.queries.is_file()
 
 
 def train_shadows(
@@ -110,33 +144,45 @@ def train_shadows(
     workers: int = 1,
     device: str = "cpu",
     progress: Progress | None = None,
+    query_neighbours: list[list[str]] | None = None,
 ) -> ShadowPool:
-    """Train (or load from the cache) `num_shadows` shadow models; returns their logits on the population."""
+    """Train (or load from the cache) `num_shadows` shadow models; returns their logits on the population
+    and on each example's query neighbours (`privaudit.queries.neighbours`; none: Q = 0)."""
     inclusion = inclusion_matrix(len(population), num_shadows, seed)
     digest = population_digest(population)
     cache_dir = Path(cache_dir) / "shadows"
     cache_dir.mkdir(parents=True, exist_ok=True)
+    query_count = len(query_neighbours[0]) if query_neighbours else 0
+    query_texts = queries.flatten(query_neighbours) if query_neighbours and query_count else []
+    query_digest = queries.digest(query_neighbours) if query_neighbours and query_count else ""
     # Shadows differ from the target and from each other only in their data and their seed.
     recipes = [replace(recipe, seed=recipe.seed + 1 + seed * 1000 + i) for i in range(num_shadows)]
-    paths = [cache_dir / f"{_cache_key(r, digest, label_names, inclusion[i])}.pt" for i, r in enumerate(recipes)]
-    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    entries = []
+    for i, r in enumerate(recipes):
+        key = _cache_key(r, digest, label_names, inclusion[i])
+        query_path = cache_dir / f"{key}.queries-{query_digest}.pt" if query_count else None
+        entries.append(ShadowEntry(cache_dir / f"{key}.pt", cache_dir / f"{key}.model.pt", query_path))
+    train = [i for i, e in enumerate(entries) if e.needs_training()]
+    query = [i for i, e in enumerate(entries) if not e.needs_training() and e.needs_queries()]
+    jobs: list[tuple[Callable[..., None], tuple]] = [
+        (_train_one, (recipes[i].to_dict(), inclusion[i], entries[i], device)) for i in train
+    ]
+    jobs += [(_query_one, (entries[i], device)) for i in query]
     task = (
-        progress.add_task("shadow models", total=num_shadows, completed=num_shadows - len(todo))
+        progress.add_task("shadow models", total=num_shadows, completed=num_shadows - len(jobs))
         if progress is not None
         else None
     )
-    if todo:
+    if jobs:
         if workers > 1:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(
-                min(workers, len(todo)),
+                min(workers, len(jobs)),
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(population.texts, population.labels, label_names),
+                initargs=(population.texts, population.labels, label_names, query_texts),
             ) as pool:
-                futures = [
-                    pool.submit(_train_one, recipes[i].to_dict(), inclusion[i], str(paths[i]), device) for i in todo
-                ]
+                futures = [pool.submit(job, *args) for job, args in jobs]
                 try:
                     for future in as_completed(futures):
                         future.result()
@@ -150,13 +196,19 @@ def train_shadows(
                     _stop_workers(pool)
                     raise
         else:
-            _set_population(population, label_names)
-            for i in todo:
-                _train_one(recipes[i].to_dict(), inclusion[i], str(paths[i]), device)
+            _set_population(population, label_names, query_texts)
+            for job, args in jobs:
+                job(*args)
                 if progress is not None and task is not None:
                     progress.advance(task)
-    logits = np.stack([_load_logits(p) for p in paths])
-    return ShadowPool(inclusion, logits, num_shadows - len(todo))
+    logits = np.stack([_load_logits(e.logits) for e in entries])
+    n, c = len(population), len(label_names)
+    query_logits = (
+        np.stack([_load_logits(e.queries).reshape(n, query_count, c) for e in entries if e.queries is not None])
+        if query_count
+        else np.zeros((num_shadows, n, 0, c), np.float32)
+    )
+    return ShadowPool(inclusion, logits, query_logits, num_shadows - len(train))
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -169,8 +221,12 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def _load_logits(path: Path) -> np.ndarray:
+    return _load_cached(path, lambda p: torch.load(p, map_location="cpu", weights_only=True)["logits"].numpy())
+
+
+def _load_cached(path: Path, load):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["logits"].numpy()
+        return load(path)
     except Exception as exc:  # a damaged cache entry: drop it so the next run retrains that model
         path.unlink(missing_ok=True)
         raise PrivauditError(f"damaged shadow-model cache entry {path} ({exc}); it was removed, run again") from None

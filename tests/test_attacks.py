@@ -7,8 +7,12 @@ import pytest
 
 from privaudit.attacks import ATTACKS, AttackInputs
 from privaudit.attacks.base import scaled_confidence
+from privaudit.attacks.lira import _gaussians, fallback_examples, variance_for
+from privaudit.attacks.rmia import _scores, fractions, trimmed_mean
 from privaudit.metrics import auc
 from privaudit.shadows import inclusion_matrix
+
+QUERIES = 4
 
 
 def synthetic(num_shadows=16, n=2000, seed=0):
@@ -17,8 +21,11 @@ def synthetic(num_shadows=16, n=2000, seed=0):
     target_in = rng.random(n) < 0.5
     shadow_in = inclusion_matrix(n, num_shadows, seed)
 
-    def logits(in_mask):
-        phi = difficulty + 1.0 * in_mask + rng.normal(0, 0.4, in_mask.shape)
+    def logits(in_mask, queries=0):
+        shape = in_mask.shape + ((queries,) if queries else ())
+        in_mask = in_mask[..., None] if queries else in_mask
+        # Neighbours are about as hard as the example and, like it, easier for a model trained on it.
+        phi = (difficulty[:, None] if queries else difficulty) + 1.0 * in_mask + rng.normal(0, 0.4, shape)
         return np.stack([phi, np.zeros_like(phi)], axis=-1)  # class 0 is the true class: confidence = phi
 
     # A vocabulary learned from the members covers every member's words and misses some of 40% of the rest.
@@ -30,6 +37,8 @@ def synthetic(num_shadows=16, n=2000, seed=0):
         shadow_in=shadow_in,
         reference_points=np.flatnonzero(~target_in),
         vocabulary_misses=misses,
+        target_query_logits=logits(target_in, QUERIES),
+        shadow_query_logits=logits(shadow_in, QUERIES),
     )
     return inputs, target_in
 
@@ -42,15 +51,52 @@ def test_scaled_confidence_is_the_log_odds():
 
 def test_every_attack_scores_members_higher():
     inputs, is_member = synthetic()
-    for name, (attack, _) in ATTACKS.items():
-        assert auc(attack(inputs), is_member) > 0.6, name
+    for name, spec in ATTACKS.items():
+        assert auc(spec.run(inputs), is_member) > 0.6, name
 
 
 def test_per_example_calibration_beats_the_loss_threshold():
     inputs, is_member = synthetic()
-    loss = auc(ATTACKS["loss"][0](inputs), is_member)
-    assert auc(ATTACKS["lira"][0](inputs), is_member) > loss + 0.15
-    assert auc(ATTACKS["rmia"][0](inputs), is_member) > loss + 0.1
+    loss = auc(ATTACKS["loss"].run(inputs), is_member)
+    assert auc(ATTACKS["lira"].run(inputs), is_member) > loss + 0.15
+    assert auc(ATTACKS["rmia"].run(inputs), is_member) > loss + 0.1
+
+
+def test_query_neighbours_strengthen_lira_and_rmia():
+    # Each neighbour is another noisy look at the same membership effect: averaging them helps.
+    inputs, is_member = synthetic()
+    for plain, augmented in (("lira", "lira-augmented"), ("rmia", "rmia-augmented")):
+        assert auc(ATTACKS[augmented].run(inputs), is_member) > auc(ATTACKS[plain].run(inputs), is_member) + 0.02
+
+
+def test_rmia_compares_strictly_and_never_with_the_example_itself():
+    # x1 and x2 are population points. x1 is beaten by nothing but itself; ties never count.
+    ratios = np.array([3.0, 1.0, 2.0, 2.0])
+    assert fractions(ratios, np.array([1, 2])).tolist() == [1.0, 0.0, 1.0, 0.5]  # x2 against {x1} only
+    assert (fractions(np.zeros(5), np.arange(5)) == 0).all()  # equal ratios: no point beaten
+    # Equal fractions (x0 and x2 beat every other point) are ordered by the ratio; the fractions stay in order.
+    scores = _scores(ratios, np.array([1, 2]))
+    assert scores[0] > scores[2] > scores[3] > scores[1]
+
+
+def test_rmia_trimmed_mean_drops_the_extreme_models():
+    values = np.array([[1.0], [2.0], [3.0], [4.0], [100.0]])  # 5 models, 1 example: one of each end dropped
+    assert trimmed_mean(values, np.ones((5, 1), bool))[0] == pytest.approx(3.0)
+    mask = np.array([[True], [True], [True], [False], [False]])  # 3 models: floor(0.6) = 0 dropped
+    assert trimmed_mean(values, mask)[0] == pytest.approx(2.0)
+
+
+def test_lira_variance_follows_the_number_of_shadows_with_a_per_example_fallback():
+    assert variance_for(16) == "global" and variance_for(64) == "per-example"
+    shadow_in = inclusion_matrix(10, 3, seed=0)  # 3 shadows: every example has 1 model on one side
+    assert fallback_examples(shadow_in) == 10
+    phi = np.random.default_rng(0).normal(size=(4, 3))
+    mask = np.array([[True, True, True], [True, True, False], [True, False, False], [False, False, False]])
+    _, std = _gaussians(phi, mask, per_example=True)
+    own = phi[:2, 1].std(ddof=1)
+    assert std[1] == pytest.approx(own)  # example 1 has 2 models: its own variance
+    pooled = np.sqrt(np.mean([phi[:3, 0].var(ddof=1), phi[:2, 1].var(ddof=1)]))
+    assert std[2] == pytest.approx(pooled)  # example 2 has 1 model: the global variance, for it alone
 
 
 def test_inclusion_matrix_is_balanced():

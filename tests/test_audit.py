@@ -26,7 +26,7 @@ def leaky_audit(tmp_path_factory, tiny_csv, run_cli_module):
 def test_gate_fails_the_leaking_model(leaky_audit):
     (code, _, err), folder = leaky_audit
     assert code == 1, err
-    assert "threshold crossed: mia: rmia AUC" in err
+    assert "threshold crossed: mia: AUC = " in err
     assert "Traceback" not in err
 
 
@@ -52,7 +52,7 @@ def test_junit_file_has_one_case_per_threshold(leaky_audit):
     _, folder = leaky_audit
     suite = ET.parse(folder / "junit.xml").getroot()
     names = [case.get("name") for case in suite.findall("testcase")]
-    assert names[0] == "mia: rmia AUC" and len(names) == 4  # mia auc + epsilon, canary extraction + epsilon
+    assert names[0] == "mia: AUC" and len(names) == 4  # mia auc + epsilon, canary extraction + epsilon
     doc = json.loads((folder / "report" / "results.json").read_text())
     failed = [c["metric"] for c in doc["gate"]["checks"] if not c["passed"]]
     assert [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None] == failed
@@ -124,7 +124,7 @@ def test_html_report_renders_in_chromium_and_shows_the_json_figures(leaky_audit,
     parser = TableCells("mia-summary")
     parser.feed(dom.stdout)
     doc = json.loads((folder / "report" / "results.json").read_text())
-    rows = {row[0].replace(" (primary)", ""): row for row in parser.rows[1:]}
+    rows = {row[0].replace(" (selected)", ""): row for row in parser.rows[1:]}
     assert set(rows) == set(doc["sections"]["mia"]["attacks"])
     for name, figures in doc["sections"]["mia"]["attacks"].items():
         assert rows[name][1].startswith(f"{figures['auc']:.4f}")
@@ -182,13 +182,13 @@ def test_cli_flags_override_the_file(leaky_audit, run_cli):
     text = (folder / "privaudit.toml").read_text()
     config.write_text(text[: text.index("[tool.privaudit.canary]")] + text[text.index("[tool.privaudit.thresholds]") :])
     code, _, err = run_cli("audit", "--config", config)
-    assert code == 1 and "threshold crossed: mia: rmia AUC" in err
+    assert code == 1 and "threshold crossed: mia: AUC = " in err
     code, _, err = run_cli("audit", "--config", config, "--max-auc", "0.99", "--max-empirical-epsilon", "99")
     assert code == 0, err
     # The same audit from Python: the config's device "auto" is resolved by the library, not the CLI.
     result = run_audit(load_config(config), {"thresholds": {"max_auc": 0.99, "max_empirical_epsilon": 99}})
     assert result.gate.passed and result.sections["mia"].settings.device in ("cpu", "cuda")
-    assert len(result.gate.checks) == 2 and result.gate.checks[0].metric == "mia: rmia AUC"
+    assert len(result.gate.checks) == 2 and result.gate.checks[0].metric == "mia: AUC"
 
 
 def test_missing_config_is_a_usage_error(tmp_path, run_cli, monkeypatch):

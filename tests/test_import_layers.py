@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "attacks",
             "attacks.base",
+            "attacks.label_only",
             "attacks.lira",
             "attacks.loss",
             "attacks.modiva",
@@ -52,6 +53,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "source",
             "demo",
             "data",
+            "queries",
             "devices",
             "config",
         },

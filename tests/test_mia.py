@@ -14,7 +14,7 @@ import pytest
 
 from privaudit.api import mia, train
 from privaudit.errors import PrivauditError
-from privaudit.mia import MiaSettings
+from privaudit.mia import MiaSettings, attack_metrics
 from privaudit.recipe import DPSettings, TrainingRecipe
 from privaudit.source import demo_source, load_source
 
@@ -47,11 +47,12 @@ def test_all_attacks_from_one_pool(first_run):
         "vocabulary",
         "shadow",
         "lira",
-        "lira-fixed",
         "lira-offline",
-        "lira-offline-fixed",
         "rmia",
         "rmia-offline",
+        "lira-augmented",
+        "rmia-augmented",
+        "label-only",
     }
     assert first_run["audit_set"] == {"members": 150, "nonmembers": 150, "population": 300, "shadows": 2}
     assert first_run["run"]["shadows_from_cache"] == 0
@@ -69,6 +70,39 @@ def test_all_attacks_from_one_pool(first_run):
     # look it up (the unkeyed hash of a member's text appears nowhere).
     report = json.dumps(first_run)
     assert not any(fp in report for fp in load_source(SMALL).fingerprints())
+
+
+def test_every_figure_recomputes_exactly_from_results_json(first_run):
+    """results.json keeps the scores at full precision: every attack's figures come back bit for bit."""
+    doc = json.loads(json.dumps(first_run))  # what a reader of the file has
+    settings = MiaSettings(**doc["settings"])
+    is_member = np.array(doc["per_example"]["is_member"], bool)
+    joint = 1 - 0.05 / len(doc["attacks"])
+    for name, figures in doc["attacks"].items():
+        scores = np.array(doc["per_example"]["scores"][name])
+        again = attack_metrics(scores, is_member, doc["delta"], settings, joint).to_dict()
+        assert json.loads(json.dumps(again)) == figures, name
+
+
+def test_queries_are_cached_with_their_shadows(first_run, leaky_model, workdir):
+    """A new query set is answered by the cached shadow models (no retraining); a cache entry without its
+    model (an older cache) is retrained, so that every output comes from one model."""
+    cache = workdir / "cache"
+    settings = MiaSettings(cache_dir=str(cache), attack="label-only", **{**SHADOWS, "queries": 2})
+    result = mia(leaky_model, settings).to_dict()
+    assert result["run"]["shadows_from_cache"] == 2 and result["primary_attack"] == "label-only"
+    assert set(result["attacks"]) == set(first_run["attacks"])
+    assert len(list((cache / "shadows").glob("*.queries-*.pt"))) == 4  # 2 shadows x 2 query sets
+    none = mia(leaky_model, MiaSettings(cache_dir=str(cache), **{**SHADOWS, "queries": 0})).to_dict()
+    assert none["run"]["shadows_from_cache"] == 2
+    assert not {"label-only", "lira-augmented", "rmia-augmented"} & set(none["attacks"])
+    for model in (cache / "shadows").glob("*.model.pt"):
+        model.unlink()
+    again = mia(leaky_model, MiaSettings(cache_dir=str(cache), **{**SHADOWS, "queries": 3})).to_dict()
+    assert again["run"]["shadows_from_cache"] == 0
+    assert again["per_example"]["scores"]["lira"] == first_run["per_example"]["scores"]["lira"]  # same models
+    with pytest.raises(PrivauditError, match="needs --queries 1 or more"):
+        mia(leaky_model, MiaSettings(cache_dir=str(cache), attack="label-only", **{**SHADOWS, "queries": 0}))
 
 
 def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, leaky_model, workdir):
@@ -120,10 +154,10 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
         columns=80,
     )
     assert code == 1
-    assert "threshold crossed: lira AUC" in err and "> 0.01" in err
+    assert "threshold crossed: AUC = " in err and "> 0.01 (strongest attack: " in err
     table = out[: out.index("theoretical epsilon") if "theoretical epsilon" in out else out.index("no theoretical")]
     assert "…" not in table and max(map(len, table.splitlines())) <= 80  # transposed: full figures in 80 columns
-    assert all(name in out for name in ("rmia-offline", "lira-offline-fixed", "emp. epsilon (95%)"))
+    assert all(name in out for name in ("rmia-offline", "lira-augmented", "label-only", "emp. epsilon (95%)"))
     assert "TPR at FPR 0.1" not in err  # that threshold held
     doc = json.loads((report / "results.json").read_text())
     assert doc["gate"]["passed"] is False
@@ -138,7 +172,7 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
     assert code == 0
     suite = ET.fromstring(xml)
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == ["lira AUC", "lira TPR at FPR 0.1"]
+    assert [c.get("name") for c in cases] == ["AUC", "TPR at FPR 0.1"]
     assert [c.find("failure") is not None for c in cases] == [True, False]
 
 
@@ -183,7 +217,7 @@ def test_model_without_its_manifest_needs_member_files(leaky_model, tmp_path):
 
 def test_loss_attack_alone_needs_no_shadows(leaky_model, tmp_path):
     result = mia(leaky_model, MiaSettings(attack="loss", shadows=0, cache_dir=str(tmp_path), bootstrap=100)).to_dict()
-    assert list(result["attacks"]) == ["loss", "vocabulary"]  # the attacks that need no shadow model
+    assert list(result["attacks"]) == ["loss", "vocabulary", "label-only"]  # the attacks that need no shadow model
     assert not (tmp_path / "shadows").exists()
 
 
@@ -215,7 +249,7 @@ def test_hugging_face_directory_as_target(run_cli, hf_dirs, tmp_path):
     )
     assert code == 0, err
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["audit_set"]["members"] == 40 and list(doc["attacks"]) == ["loss", "vocabulary"]
+    assert doc["audit_set"]["members"] == 40 and list(doc["attacks"]) == ["loss", "vocabulary", "label-only"]
     code, _, err = run_cli("mia", hf_dirs / "tuned", *files, "--shadows", "2")
     assert code == 2 and "--base-model" in err
     code, _, err = run_cli("mia", hf_dirs / "tuned", "--shadows", "0", "--attack", "loss")

@@ -84,6 +84,7 @@ def _mia(doc: Doc, level: int, ids: str) -> str:
 vocabulary {escape(tables.vocabulary(doc))}. Audit set: {s["members"]:,} members, {s["nonmembers"]:,} non-members;
 {s["shadows"]} shadow models. Higher score = more likely a member.</p>
 {html_table(f"{ids}summary", tables.summary_header(doc), tables.summary_rows(doc))}
+{"".join(f"<p>{escape(note)}</p>" for note in tables.mia_notes(doc))}
 {_gate(doc, level + 1, ids)}
 <div class="figures"><figure><figcaption>Empirical epsilon (95% lower bound) vs theoretical epsilon</figcaption>
 {epsilon_svg(doc)}</figure>

@@ -18,6 +18,7 @@ def render_junit(doc: dict[str, Any]) -> str:
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=f"privaudit.{doc['kind']}", name=c["metric"])
         if not c["passed"]:
-            ET.SubElement(case, "failure", message=f"{c['metric']} = {c['value']:.4g} exceeds {c['limit']:g}")
+            detail = f" ({c['detail']})" if c.get("detail") else ""
+            ET.SubElement(case, "failure", message=f"{c['metric']} = {c['value']:.4g} exceeds {c['limit']:g}{detail}")
     ET.SubElement(suite, "system-out").text = doc["headline"]["text"]
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

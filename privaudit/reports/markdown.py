@@ -73,6 +73,7 @@ def _mia(doc: Doc, level: int) -> str:
         f"{s['nonmembers']:,} non-members; {s['shadows']} shadow models. Higher score = more likely a member.",
         "",
         *md_table(tables.summary_header(doc), tables.summary_rows(doc)),
+        *(["", *[f"- {md_text(note)}" for note in tables.mia_notes(doc)]] if tables.mia_notes(doc) else []),
     ]
     lines += _gate(doc, level + 1)
     header, rows = tables.vulnerable_table(doc)

@@ -35,7 +35,7 @@ def summary_rows(doc: Doc) -> list[list[str]]:
     method = doc["settings"]["epsilon_method"]
     return [
         [
-            name + (" (primary)" if name == doc["primary_attack"] else ""),
+            name + (" (selected)" if name == doc["primary_attack"] else ""),
             f"{a['auc']:.4f} [{a['auc_ci'][0]:.4f}, {a['auc_ci'][1]:.4f}]",
             *[_tpr_cell(r) for r in a["tpr_at_fpr"]],
             f"{a['balanced_accuracy']:.4f}",
@@ -51,7 +51,7 @@ def _tpr_cell(row: Doc) -> str:
 
 
 def vulnerable_table(doc: Doc) -> tuple[list[str], list[list[str]]]:
-    """The training members the primary attack is most sure of (raw text only when it was asked for)."""
+    """The training members the selected attack is most sure of (raw text only when it was asked for)."""
     with_text = any("text" in v for v in doc["vulnerable"])
     header = ["fingerprint", "score", *(["text"] if with_text else [])]
     rows = [
@@ -61,9 +61,17 @@ def vulnerable_table(doc: Doc) -> tuple[list[str], list[list[str]]]:
 
 
 MIA_FOOTNOTE = (
-    "Intervals: Clopper-Pearson for rates, bootstrap for AUC. Empirical epsilon: a 95%-confidence lower bound "
-    "(threshold chosen with a Bonferroni correction or on a held-apart half)."
+    "Intervals (95%): for TPRs, exact bounds that account for the threshold being estimated from the "
+    "non-members; for AUC, bootstrap over members and non-members. Empirical epsilon: a 95%-confidence lower "
+    "bound (threshold chosen with a Bonferroni correction or on a held-apart half). Gate thresholds apply to "
+    "every attack, through lower bounds valid jointly over all of them."
 )
+
+
+def mia_notes(doc: Doc) -> list[str]:
+    """How attacks were set up where the run decided it (e.g. LiRA's variance), one line each."""
+    return [f"{name}: {note}" for name, note in doc.get("attack_notes", {}).items()]
+
 
 # Canaries ("canary").
 
@@ -165,7 +173,15 @@ def canary_intro(doc: Doc) -> str:
 
 def gate_table(doc: Doc) -> tuple[list[str], list[list[str]]]:
     checks = (doc.get("gate") or {}).get("checks", [])
-    rows = [[c["metric"], f"{c['value']:.4g}", f"{c['limit']:g}", "pass" if c["passed"] else "FAIL"] for c in checks]
+    rows = [
+        [
+            c["metric"] + (f" ({c['detail']})" if c.get("detail") else ""),
+            f"{c['value']:.4g}",
+            f"{c['limit']:g}",
+            "pass" if c["passed"] else "FAIL",
+        ]
+        for c in checks
+    ]
     return ["check", "value", "limit", "result"], rows
 
 
