@@ -331,10 +331,12 @@ def _print_mia(result: Result) -> None:
     doc = result.to_dict()  # the tables are the reports' own rows, read from the results document
     print_table("membership inference (higher score = more likely member)", summary_header(doc), summary_rows(doc))
     _print_headlines(result)
-    t = doc["run"]["timings"]
+    t, run = doc["run"]["timings"], doc["run"]
+    rebuilt = run.get("damaged_cache_files_rebuilt", 0)
     err_console.print(
         f"time: shadow training {t['shadow_training_s']:.1f} s "
-        f"({doc['run']['shadows_from_cache']} of {doc['audit_set']['shadows']} from cache), "
+        f"({run['shadows_from_cache']} of {doc['audit_set']['shadows']} from cache"
+        f"{f'; {rebuilt} damaged cache files rebuilt' if rebuilt else ''}), "
         f"scoring {t['scoring_s']:.1f} s, metrics {t['metrics_s']:.1f} s",
         highlight=False,
     )

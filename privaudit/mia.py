@@ -271,12 +271,12 @@ def run_mia(
             neighbours,
         )
         shadow_logits, shadow_query_logits, shadow_in = pool.logits, pool.query_logits, pool.inclusion
-        cached = pool.cached
+        cached, repaired = pool.cached, pool.repaired
     else:
         n, c = len(audit.population), len(classifier.labels)
         shadow_logits = np.zeros((0, n, c), np.float32)
         shadow_query_logits = np.zeros((0, n, settings.queries, c), np.float32)
-        shadow_in, cached = np.zeros((0, n), bool), 0
+        shadow_in, cached, repaired = np.zeros((0, n), bool), 0, 0
     timings["shadow_training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -348,7 +348,7 @@ def run_mia(
             # Full precision (JSON floats round-trip exactly): every figure can be recomputed from them.
             "scores": {name: s.tolist() for name, s in scores.items()},
         },
-        run={**run_section(timings), "shadows_from_cache": cached},
+        run={**run_section(timings), "shadows_from_cache": cached, "damaged_cache_files_rebuilt": repaired},
     )
 
 

@@ -32,7 +32,7 @@ from .errors import PrivauditError
 from .fileio import atomic_path
 from .recipe import TrainingRecipe
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: logits files carry a SHA-256 digest (entries of format 1 are not reused)
 
 
 @dataclass
@@ -40,7 +40,8 @@ class ShadowPool:
     inclusion: np.ndarray  # (K, N) bool: example n in shadow k's training set
     logits: np.ndarray  # (K, N, C) shadow k's logits on example n
     query_logits: np.ndarray  # (K, N, Q, C) shadow k's logits on example n's Q query neighbours
-    cached: int  # how many shadows came from the cache
+    cached: int  # shadows not trained in this run (their outputs on a new query set may have been computed)
+    repaired: int = 0  # damaged cache files (unreadable, or failing their digest) found and rebuilt in this run
 
 
 def default_cache_dir() -> Path:
@@ -95,30 +96,6 @@ def _init_worker(texts: list[str], labels: list[str], label_names: list[str], qu
     _set_population(TextDataset(texts, labels), label_names, query_texts)
 
 
-def _train_one(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> None:
-    from .training import fit
-
-    population: TextDataset = _WORKER["population"]
-    recipe = TrainingRecipe.from_dict(recipe_dict)
-    fitted = fit(population.subset(np.flatnonzero(members)), _WORKER["label_names"], recipe, device)
-    # The model first, the population logits last: those mark the entry complete.
-    save_bundle(ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model)
-    _save_query_logits(fitted.classifier, entry)
-    with atomic_path(entry.logits) as tmp:
-        torch.save({"logits": fitted.classifier.logits(population.texts)}, tmp)
-
-
-def _query_one(entry: ShadowEntry, device: str) -> None:
-    """A cached shadow model's outputs on a new query set: no retraining."""
-    _save_query_logits(_load_cached(entry.model, lambda p: load_bundle(p, device).classifier), entry)
-
-
-def _save_query_logits(classifier, entry: ShadowEntry) -> None:
-    if entry.queries is not None:
-        with atomic_path(entry.queries) as tmp:
-            torch.save({"logits": classifier.logits(_WORKER["query_texts"])}, tmp)
-
-
 @dataclass(frozen=True)
 class ShadowEntry:
     """One shadow model's cache files."""
@@ -127,11 +104,71 @@ class ShadowEntry:
     model: Path  # the model itself (a model bundle), so that new query sets need no retraining
     queries: Path | None  # its logits on the query neighbours asked for now
 
-    def needs_training(self) -> bool:
-        return not self.logits.is_file() or (self.needs_queries() and not self.model.is_file())
 
-    def needs_queries(self) -> bool:
-        return self.queries is not None and not self.queries.is_file()
+def _train(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> str:
+    from .training import fit
+
+    population: TextDataset = _WORKER["population"]
+    recipe = TrainingRecipe.from_dict(recipe_dict)
+    fitted = fit(population.subset(np.flatnonzero(members)), _WORKER["label_names"], recipe, device)
+    # The model first, the population logits last: those mark the entry complete.
+    save_bundle(ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model)
+    _save_query_logits(fitted.classifier, entry)
+    _write_logits(entry.logits, fitted.classifier.logits(population.texts))
+    return "trained"
+
+
+def _query(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> str:
+    """A cached shadow model's outputs on a new query set: no retraining, unless its model file turns out
+    damaged (a model bundle checks its own digest): then it is removed and the shadow trained again."""
+    try:
+        classifier = load_bundle(entry.model, device).classifier
+    except PrivauditError:
+        entry.model.unlink(missing_ok=True)
+        _train(recipe_dict, members, entry, device)
+        return "repaired"
+    _save_query_logits(classifier, entry)
+    return "queried"
+
+
+def _save_query_logits(classifier, entry: ShadowEntry) -> None:
+    if entry.queries is not None:
+        _write_logits(entry.queries, classifier.logits(_WORKER["query_texts"]))
+
+
+def _write_logits(path: Path, logits: torch.Tensor) -> None:
+    logits = logits.contiguous()
+    with atomic_path(path) as tmp:
+        torch.save({"logits": logits, "digest": _digest(logits)}, tmp)
+
+
+def _digest(logits: torch.Tensor) -> str:
+    return hashlib.sha256(str(tuple(logits.shape)).encode() + logits.numpy().tobytes()).hexdigest()
+
+
+def _load_logits(path: Path) -> np.ndarray:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        logits = payload["logits"]
+        if not isinstance(logits, torch.Tensor) or payload.get("digest") != _digest(logits.contiguous()):
+            raise ValueError("its digest does not match its contents")
+        return logits.numpy()
+    except Exception as exc:  # never used: removed, so that it is rebuilt
+        path.unlink(missing_ok=True)
+        raise PrivauditError(f"damaged shadow-model cache entry {path} ({exc}); it was removed, run again") from None
+
+
+def _status(path: Path | None) -> str:
+    """ "ok" (or not asked for), "missing", or "damaged": unreadable or failing its digest, then removed."""
+    if path is None:
+        return "ok"
+    if not path.is_file():
+        return "missing"
+    try:
+        _load_logits(path)
+    except PrivauditError:
+        return "damaged"
+    return "ok"
 
 
 def train_shadows(
@@ -147,7 +184,8 @@ def train_shadows(
     query_neighbours: list[list[str]] | None = None,
 ) -> ShadowPool:
     """Train (or load from the cache) `num_shadows` shadow models; returns their logits on the population
-    and on each example's query neighbours (`privaudit.queries.neighbours`; none: Q = 0)."""
+    and on each example's query neighbours (`privaudit.queries.neighbours`; none: Q = 0). A damaged
+    cache file is never used: the shadow is rebuilt in the same run, and `ShadowPool.repaired` says so."""
     inclusion = inclusion_matrix(len(population), num_shadows, seed)
     digest = population_digest(population)
     cache_dir = Path(cache_dir) / "shadows"
@@ -162,17 +200,20 @@ def train_shadows(
         key = _cache_key(r, digest, label_names, inclusion[i])
         query_path = cache_dir / f"{key}.queries-{query_digest}.pt" if query_count else None
         entries.append(ShadowEntry(cache_dir / f"{key}.pt", cache_dir / f"{key}.model.pt", query_path))
-    train = [i for i, e in enumerate(entries) if e.needs_training()]
-    query = [i for i, e in enumerate(entries) if not e.needs_training() and e.needs_queries()]
-    jobs: list[tuple[Callable[..., None], tuple]] = [
-        (_train_one, (recipes[i].to_dict(), inclusion[i], entries[i], device)) for i in train
-    ]
-    jobs += [(_query_one, (entries[i], device)) for i in query]
+    jobs: list[tuple[Callable[..., str], tuple]] = []
+    damaged = 0
+    for i, entry in enumerate(entries):
+        statuses = (_status(entry.logits), _status(entry.queries))
+        damaged += statuses.count("damaged")
+        if statuses != ("ok", "ok"):
+            job = _query if statuses[0] == "ok" and entry.model.is_file() else _train
+            jobs.append((job, (recipes[i].to_dict(), inclusion[i], entry, device)))
     task = (
         progress.add_task("shadow models", total=num_shadows, completed=num_shadows - len(jobs))
         if progress is not None
         else None
     )
+    outcomes: list[str] = []
     if jobs:
         if workers > 1:
             context = multiprocessing.get_context("spawn")
@@ -185,7 +226,7 @@ def train_shadows(
                 futures = [pool.submit(job, *args) for job, args in jobs]
                 try:
                     for future in as_completed(futures):
-                        future.result()
+                        outcomes.append(future.result())
                         if progress is not None and task is not None:
                             progress.advance(task)
                 except BaseException:
@@ -198,7 +239,7 @@ def train_shadows(
         else:
             _set_population(population, label_names, query_texts)
             for job, args in jobs:
-                job(*args)
+                outcomes.append(job(*args))
                 if progress is not None and task is not None:
                     progress.advance(task)
     logits = np.stack([_load_logits(e.logits) for e in entries])
@@ -208,7 +249,8 @@ def train_shadows(
         if query_count
         else np.zeros((num_shadows, n, 0, c), np.float32)
     )
-    return ShadowPool(inclusion, logits, query_logits, num_shadows - len(train))
+    trained = sum(outcome != "queried" for outcome in outcomes)
+    return ShadowPool(inclusion, logits, query_logits, num_shadows - trained, damaged + outcomes.count("repaired"))
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -218,15 +260,3 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
-
-
-def _load_logits(path: Path) -> np.ndarray:
-    return _load_cached(path, lambda p: torch.load(p, map_location="cpu", weights_only=True)["logits"].numpy())
-
-
-def _load_cached(path: Path, load):
-    try:
-        return load(path)
-    except Exception as exc:  # a damaged cache entry: drop it so the next run retrains that model
-        path.unlink(missing_ok=True)
-        raise PrivauditError(f"damaged shadow-model cache entry {path} ({exc}); it was removed, run again") from None

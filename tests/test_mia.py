@@ -1,6 +1,7 @@
 """Membership inference on small real runs: the demo data, a small CNN, a few shadow models."""
 
 import json
+import pickle
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,32 @@ def test_queries_are_cached_with_their_shadows(first_run, leaky_model, workdir):
     assert again["per_example"]["scores"]["lira"] == first_run["per_example"]["scores"]["lira"]  # same models
     with pytest.raises(PrivauditError, match="needs --queries 1 or more"):
         mia(leaky_model, MiaSettings(cache_dir=str(cache), attack="label-only", **{**SHADOWS, "queries": 0}))
+
+
+def test_damaged_cache_files_are_rebuilt_in_the_same_run(first_run, leaky_model, tmp_path, workdir):
+    """Bit rot, truncation, or a planted pickle in the shadow cache: never used (nor executed), rebuilt in
+    the same run, said so, and the numbers are those of an intact cache."""
+    cache = tmp_path / "cache"
+    shutil.copytree(workdir / "cache", cache)
+    shadows = cache / "shadows"
+    logits = sorted(p for p in shadows.glob("*.pt") if "." not in p.stem)
+    flipped = bytearray(logits[0].read_bytes())
+    flipped[-200] ^= 0x01  # one bit of the tensor data: the file still loads, its digest no longer matches
+    logits[0].write_bytes(bytes(flipped))
+    queries = sorted(shadows.glob("*.queries-*.pt"))  # of every query set asked for so far
+    for path in queries[1:]:
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("pickle ran",))
+
+    queries[0].write_bytes(pickle.dumps({"logits": Payload()}))
+    again = mia(leaky_model, MiaSettings(cache_dir=str(cache), **SHADOWS)).to_dict()
+    assert not marker.exists()
+    assert again["run"]["damaged_cache_files_rebuilt"] >= 2
+    assert again["per_example"] == first_run["per_example"]
 
 
 def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, leaky_model, workdir):

@@ -3,6 +3,7 @@
 import pytest
 
 from privaudit.api import mia, train
+from privaudit.gate import Thresholds
 from privaudit.mia import MiaSettings
 from privaudit.recipe import DPSettings, TrainingRecipe
 
@@ -21,15 +22,22 @@ def snips_cnn(snips_train, tmp_path_factory):
     return path
 
 
+LOW_FPR_GATE = Thresholds(max_tpr_at_fpr=((0.001, 0.03), (0.01, 0.05)))
+
+
 def tpr_at_1pct(result, attack):
     return next(r["tpr"] for r in result["attacks"][attack]["tpr_at_fpr"] if r["fpr"] == 0.01)
 
 
 def test_lira_with_16_shadows_beats_the_loss_attack(snips_cnn, cache):
-    result = mia(snips_cnn, MiaSettings(attack="lira", shadows=16, cache_dir=cache)).to_dict()
+    gated = mia(snips_cnn, MiaSettings(attack="lira", shadows=16, cache_dir=cache), LOW_FPR_GATE)
+    result = gated.to_dict()
     lira, loss = result["attacks"]["lira"], result["attacks"]["loss"]
     assert lira["auc"] > loss["auc"]
     assert tpr_at_1pct(result, "lira") >= 3 * tpr_at_1pct(result, "loss")
+    # The gate sees the leak through every attack's jointly valid lower bound, and names the attack.
+    crossed = [c for c in gated.gate.failed if c.metric == "TPR at FPR 0.01"]
+    assert crossed and crossed[0].detail.startswith("strongest attack: ")
 
 
 def test_rmia_with_2_references_beats_offline_lira_with_2_shadows(snips_cnn, cache):
@@ -40,7 +48,9 @@ def test_rmia_with_2_references_beats_offline_lira_with_2_shadows(snips_cnn, cac
 def test_dp_model_at_epsilon_1_leaks_less_than_promised(snips_train, tmp_path, cache):
     path = tmp_path / "dp.pt"
     train(snips_train, TrainingRecipe(arch="cnn", epochs=20, dp=DPSettings(target_epsilon=1.0)), out=path)
-    result = mia(path, MiaSettings(attack="rmia", shadows=4, cache_dir=cache)).to_dict()
+    gated = mia(path, MiaSettings(attack="rmia", shadows=4, cache_dir=cache), LOW_FPR_GATE)
+    assert gated.gate.passed
+    result = gated.to_dict()
     head = result["headline"]
     assert head["theoretical_epsilon"] <= 1.0
     assert head["empirical_epsilon"] < head["theoretical_epsilon"]
