@@ -119,7 +119,7 @@ def check_mia(result: MiaResult, thresholds: Thresholds) -> list[GateCheck]:
                 "empirical epsilon",
                 result.headline.empirical_epsilon,
                 thresholds.max_empirical_epsilon,
-                f"strongest attack: {result.headline.attack}; 95% lower bound, {result.headline.method}",
+                f"strongest attack: {result.headline.attack}; 95% lower bound ({result.headline.method})",
             )
         )
     return checks

@@ -387,9 +387,8 @@ def strongest_bound(
         for name, s in scores.items()
     }
     name = max(bounds, key=lambda n: bounds[n].epsilon)
-    return StrongestBound(
-        name, bounds[name].epsilon, confidence, f"{settings.epsilon_method}, Bonferroni over {len(scores)} attacks"
-    )
+    method = f"threshold by {settings.epsilon_method}, Bonferroni over {len(scores)} attacks"
+    return StrongestBound(name, bounds[name].epsilon, confidence, method)
 
 
 def attack_notes(names: list[str], shadow_in: np.ndarray) -> dict[str, str]:

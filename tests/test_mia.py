@@ -21,7 +21,7 @@ from privaudit.source import demo_source, load_source
 
 SMALL = demo_source(size=300, seed=7)
 # Shadow models trained in this process: the worker-pool path is tested in the slow lane.
-SHADOWS = dict(shadows=2, workers=1, bootstrap=200)
+SHADOWS = dict(shadows=2, workers=1, bootstrap=200, queries=2)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_queries_are_cached_with_their_shadows(first_run, leaky_model, workdir):
     """A new query set is answered by the cached shadow models (no retraining); a cache entry without its
     model (an older cache) is retrained, so that every output comes from one model."""
     cache = workdir / "cache"
-    settings = MiaSettings(cache_dir=str(cache), attack="label-only", **{**SHADOWS, "queries": 2})
+    settings = MiaSettings(cache_dir=str(cache), attack="label-only", **{**SHADOWS, "queries": 1})
     result = mia(leaky_model, settings).to_dict()
     assert result["run"]["shadows_from_cache"] == 2 and result["primary_attack"] == "label-only"
     assert set(result["attacks"]) == set(first_run["attacks"])
@@ -142,7 +142,7 @@ def test_second_run_reuses_cached_shadows_and_gives_the_same_numbers(first_run, 
 @pytest.mark.slow
 def test_worker_pool_gives_the_numbers_of_one_process(first_run, leaky_model, tmp_path):
     """Shadow models trained by two spawned workers (the CLI's default on a CPU) are the same models."""
-    pooled = mia(leaky_model, MiaSettings(cache_dir=str(tmp_path), shadows=2, workers=2, bootstrap=200)).to_dict()
+    pooled = mia(leaky_model, MiaSettings(cache_dir=str(tmp_path), **{**SHADOWS, "workers": 2})).to_dict()
     assert pooled["run"]["shadows_from_cache"] == 0
     assert pooled["per_example"] == first_run["per_example"]
 
