@@ -246,17 +246,15 @@ def write_results(
     result: Result, report: str | Path | None = None, output: str | Path | None = None, output_format: str = "json"
 ) -> None:
     """`output` in `output_format` (results.json by default) and, in a `report` folder, results.json,
-    report.md and report.html; each written atomically."""
-    from .fileio import write_text_atomic
+    report.md and report.html: all of them or none (a disk that fills up midway leaves what was there)."""
+    from .fileio import write_texts_together
     from .reports import render
 
     doc = result.to_dict()
-    if output is not None:
-        write_text_atomic(output, render(doc, output_format))
+    files = {} if output is None else {Path(output): render(doc, output_format)}
     if report is not None:
-        report = Path(report)
-        for name, fmt in REPORT_FILES:
-            write_text_atomic(report / name, render(doc, fmt))
+        files.update({Path(report) / name: render(doc, fmt) for name, fmt in REPORT_FILES})
+    write_texts_together(files)
 
 
 def render_results(results: str | Path, fmt: str) -> str:

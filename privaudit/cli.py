@@ -22,7 +22,7 @@ from .accounting import ACCOUNTANTS
 from .console import err_console, make_progress, out_console, print_rows, print_table
 from .devices import DEVICE_HELP
 from .errors import PrivauditError
-from .fileio import refuse_overwriting
+from .fileio import check_outputs
 from .metrics import EPSILON_METHODS
 from .options import comma_separated
 from .recipe import OPTIMIZERS, VOCABULARIES, TrainingRecipe, dp_options
@@ -174,7 +174,7 @@ def train(
 
     if demo == (data is not None):
         raise PrivauditError("give a data file or --demo (exactly one)")
-    refuse_overwriting([out, manifest_path(out)], [data])
+    check_outputs([out, manifest_path(out)], [data])
     recipe = TrainingRecipe(
         arch,
         epochs,
@@ -286,7 +286,7 @@ def mia(
 
     if sum([model is not None, demo]) != 1:
         raise PrivauditError("give a model file or --demo (exactly one)")
-    refuse_overwriting([output, *_report_files(report)], [model, data, members, nonmembers, population, manifest])
+    check_outputs([output, *_report_files(report)], [model, data, members, nonmembers, population, manifest])
     settings = MiaSettings(
         attack.value,
         shadows,
@@ -406,7 +406,7 @@ def canary(
 
     if sum([data is not None or model is not None, demo]) != 1:
         raise PrivauditError("give --data, --model or --demo")
-    refuse_overwriting([output, *_report_files(report)], [data, model])
+    check_outputs([output, *_report_files(report)], [data, model])
     dp_settings = dp_options(
         dp, noise_multiplier, target_epsilon, max_grad_norm, delta, accountant.value, insecure_dp_seed
     )
@@ -493,7 +493,7 @@ def audit(
     from .config import load_config
 
     cfg = load_config(config)
-    refuse_overwriting([output, *_report_files(report)], [cfg.path, model or cfg.model, data or cfg.data])
+    check_outputs([output, *_report_files(report)], [cfg.path, model or cfg.model, data or cfg.data])
     overrides = {
         "model": str(model) if model else None,
         "data": str(data) if data else None,
@@ -524,14 +524,14 @@ def report(
     """Render an audit's results.json as HTML, Markdown, JUnit or JSON."""
     from .api import render_results
 
-    refuse_overwriting([output], [results])
+    check_outputs([output], [results])
     text = render_results(results, format.value)
     if output is None:
         sys.stdout.write(text)
     else:
-        from .fileio import write_text_atomic
+        from .fileio import write_texts_together
 
-        write_text_atomic(output, text)
+        write_texts_together({output: text})
 
 
 @bench_app.command("dp")

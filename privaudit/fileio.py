@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,9 +43,16 @@ def _umask() -> int:
     return mask
 
 
-def refuse_overwriting(outputs, inputs) -> None:
-    """Refuses (exit 2) any output that would replace an input: the same path, or the same file reached
-    through a link or another spelling. Checked before any work, so the input is never touched."""
+# A destination with less free space than this is refused before the work: the largest outputs (a model
+# file, a results.json with every per-example score) are a few MB.
+MIN_FREE_BYTES = 16 * 2**20
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Checked before any work (exit 2, naming the path), so that minutes of training never end in an
+    output that cannot be written: no output may replace an input (the same path, or the same file
+    reached through a link or another spelling), and every output's folder must take a new file and
+    have MIN_FREE_BYTES free (a read-only or full destination)."""
     existing = [Path(i) for i in inputs if i is not None and Path(i).exists()]
     for output in outputs:
         if output is None:
@@ -57,3 +65,42 @@ def refuse_overwriting(outputs, inputs) -> None:
                     f"{output} is an input of this command ({source}); writing there would destroy "
                     f"it: choose another output path"
                 )
+        _check_writable(out)
+
+
+def _check_writable(path: Path) -> None:
+    """The nearest existing folder of `path` takes a new file (a probe, removed at once) and has room."""
+    folder = path.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".privaudit-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise PrivauditError(f"cannot write {path}: {folder} does not take new files ({exc.strerror})") from None
+    if free < MIN_FREE_BYTES:
+        raise PrivauditError(f"cannot write {path}: {folder} has {free / 2**20:.1f} MB free (needs 16 MB)")
+
+
+def write_texts_together(files: dict[Path, str]) -> None:
+    """Writes every file or none: each goes to a temporary file beside it first, and only when all are
+    written are they renamed into place (a full disk midway leaves the old files, or no files)."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            written.append((Path(name), path))
+            Path(name).write_text(text, encoding="utf-8")
+            os.chmod(name, 0o666 & ~_umask())
+    except BaseException as exc:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise PrivauditError(f"could not write {path} ({exc.strerror}); nothing was written") from None
+        raise
+    for tmp, path in written:
+        os.replace(tmp, path)
