@@ -55,9 +55,26 @@ def compute_epsilon(
     Remembered: the PLD accountant takes seconds, and shadow models of a DP recipe (trained on data sets
     of one size) ask for the same epsilon again."""
     _check(noise_multiplier, sample_rate, steps, delta)
-    acc = _accountant(accountant)
-    acc.compose(_event(noise_multiplier, sample_rate, steps))
+    event = _event(noise_multiplier, sample_rate, steps)
+    if accountant == "pld":
+        acc = pld.PLDAccountant(value_discretization_interval=_pld_interval(event, delta))
+    else:
+        acc = _accountant(accountant)
+    acc.compose(event)
     return float(acc.get_epsilon(delta))
+
+
+def _pld_interval(event: dp_event.DpEvent, delta: float) -> float:
+    """The PLD's discretisation step: 1e-4, or 1/100,000 of the RDP epsilon when that is larger.
+
+    The PLD holds one point per step of privacy loss, and with little noise the loss spans thousands
+    (noise multiplier 0.1, q 0.004, 5,000 steps: 115 s and 2.3 GB at 1e-4; 0.01 took 19.7 GB). RDP
+    (milliseconds, never below the PLD's epsilon) gives the scale, and a step 1e-5 of it keeps the
+    array small while costing nothing that matters at that epsilon. Any step gives an upper bound
+    (the accountant's pessimistic estimate), so the guarantee stays valid."""
+    rdp_accountant = rdp.RdpAccountant()
+    rdp_accountant.compose(event)
+    return max(1e-4, float(rdp_accountant.get_epsilon(delta)) / 1e5)
 
 
 def calibrate_noise(

@@ -1,4 +1,6 @@
 import math
+import subprocess
+import sys
 
 import pytest
 from scipy.optimize import brentq
@@ -64,3 +66,19 @@ def test_epsilon_command_prints_both_accountants(run_cli):
     assert code == 0, err
     assert "PLD (default)" in out and "RDP" in out
     assert f"{compute_epsilon(1.0, 0.004, 5000, 1e-5, 'pld'):.4f}" in out
+
+
+def test_little_noise_stays_cheap_and_still_an_upper_bound():
+    """Noise multiplier 0.1 (q 0.004, 5,000 steps) took 115 s and 2.3 GB with the PLD's fixed 1e-4 step,
+    and gave epsilon 1868; the step now follows the RDP scale: the same epsilon within 0.2%, never below
+    it (the discretisation is pessimistic), in a fraction of the memory."""
+    code = (
+        "import resource; from privaudit.accounting import compute_epsilon;"
+        "print(compute_epsilon(0.1, 0.004, 5000, 1e-5), compute_epsilon(0.1, 0.004, 5000, 1e-5, 'rdp'),"
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    pld_eps, rdp_eps, max_rss_kb = map(float, out.split())
+    assert 1868 <= pld_eps <= 1868 * 1.002 and pld_eps < rdp_eps
+    assert max_rss_kb < 500 * 1024
+    assert compute_epsilon(1.0, 0.004, 5000, 1e-5) == pytest.approx(1.51, abs=0.005)  # the usual step, unchanged
