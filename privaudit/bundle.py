@@ -105,6 +105,49 @@ def content_digest(metadata: str, state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+# Every metadata field a bundle must carry, and what it must be: checked one by one, so that a bad file
+# is refused with the field named (never a KeyError or TypeError from deep inside).
+_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "model_config": ((dict,), "a table"),
+    "tokenizer": ((str,), "a tokenizer in JSON"),
+    "labels": ((list,), "a list of label names"),
+    "recipe": ((dict,), "a table"),
+    "training_examples": ((int, type(None)), "a whole number or null"),
+    "privacy": ((dict, type(None)), "a table or null"),
+    "metrics": ((dict,), "a table"),
+    "created": ((str,), "a date"),
+    "versions": ((dict,), "a table"),
+}
+
+
+def _checked_metadata(path: Path, text: object) -> dict:
+    try:
+        meta = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise PrivauditError(f"{path}: the bundle's metadata is not a JSON table")
+    for name, (types, what) in _FIELDS.items():
+        if name not in meta:
+            raise PrivauditError(f"{path}: the bundle lacks the field `{name}`")
+        if not isinstance(meta[name], types) or isinstance(meta[name], bool):
+            raise PrivauditError(f"{path}: bundle field `{name}` must be {what}")
+    labels = meta["labels"]
+    if not labels or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise PrivauditError(f"{path}: bundle field `labels` must be a non-empty list of distinct label names")
+    return meta
+
+
+def _field(path: Path, name: str, parse, value):
+    """`parse(value)`, a bad value refused with the field named."""
+    try:
+        return parse(value)
+    except PrivauditError as exc:
+        raise PrivauditError(f"{path}: bundle field `{name}`: {exc}") from None
+    except Exception as exc:  # whatever the parser raises on a bad value (tokenizers raise its own kind)
+        raise PrivauditError(f"{path}: bundle field `{name}` is not valid ({type(exc).__name__}: {exc})") from None
+
+
 def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
     path = Path(path)
     if not path.is_file():
@@ -138,23 +181,27 @@ def load_bundle(path: str | Path, device: str = "cpu") -> ModelBundle:
         raise PrivauditError(f"{path}: bundle format version {payload.get('format_version')} is not supported")
     if not _digest_matches(payload):
         raise PrivauditError(f"{path}: damaged model file (its content does not match its integrity digest)")
+    meta = _checked_metadata(path, payload["metadata"])
     try:
-        meta = json.loads(payload["metadata"])
         config = ModelConfig.from_dict(meta["model_config"])
         model = build_model(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PrivauditError(f"{path}: bundle field `model_config` is not a model configuration ({exc})") from None
+    try:
         model.load_state_dict(payload["state_dict"])
-        classifier = TextClassifier(model.eval(), tokenizer_from_json(meta["tokenizer"]), config, meta["labels"])
-        bundle = ModelBundle(
-            classifier=classifier,
-            recipe=TrainingRecipe.from_dict(meta["recipe"]),
-            training_examples=meta["training_examples"],
-            privacy=PrivacyGuarantee.from_dict(meta["privacy"]) if meta["privacy"] else None,
-            metrics=meta["metrics"],
-            created=meta["created"],
-            versions=meta["versions"],
-        )
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise PrivauditError(f"{path}: damaged model bundle ({type(exc).__name__}: {exc})") from None
-    # Outside the check above: a bad device name is the caller's error, not a damaged file.
+    except RuntimeError as exc:  # torch lists every mismatching tensor: its first line says enough
+        first = str(exc).strip().splitlines()[0]
+        raise PrivauditError(f"{path}: the weights do not fit the bundle's model configuration ({first})") from None
+    tokenizer = _field(path, "tokenizer", tokenizer_from_json, meta["tokenizer"])
+    bundle = ModelBundle(
+        classifier=TextClassifier(model.eval(), tokenizer, config, meta["labels"]),
+        recipe=_field(path, "recipe", TrainingRecipe.from_dict, meta["recipe"]),
+        training_examples=meta["training_examples"],
+        privacy=_field(path, "privacy", PrivacyGuarantee.from_dict, meta["privacy"]) if meta["privacy"] else None,
+        metrics=meta["metrics"],
+        created=meta["created"],
+        versions=meta["versions"],
+    )
+    # Not among the checks above: a bad device name is the caller's error, not a damaged file.
     bundle.classifier.model.to(resolve_device(device))
     return bundle

@@ -150,6 +150,40 @@ def test_a_damaged_model_file_is_refused_never_a_different_model(cnn_bundle, tmp
     assert refused >= corruptions * 0.9  # almost every byte of the file is read
 
 
+def _rewritten(bundle, path, change):
+    """The bundle at `path` with its metadata changed by `change` and the digest made to match (a file
+    written by a buggy or hostile tool, not a damaged one)."""
+    from privaudit.bundle import FORMAT, FORMAT_VERSION, content_digest
+
+    meta = bundle.metadata()
+    change(meta)
+    state = {k: v.detach().contiguous() for k, v in bundle.classifier.model.state_dict().items()}
+    text = json.dumps(meta)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text, "state_dict": state}
+    torch.save({**payload, "digest": content_digest(text, state)}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.pop("labels"), "lacks the field `labels`"),
+        (lambda m: m.update(labels="ab"), "field `labels` must be a list of label names"),
+        (lambda m: m.update(labels=["a", "a"]), "non-empty list of distinct label names"),
+        (lambda m: m.update(tokenizer="{not json"), "field `tokenizer` is not valid"),
+        (lambda m: m.update(training_examples=True), "field `training_examples` must be a whole number"),
+        (lambda m: m["model_config"].update(embed_dim=7), "the weights do not fit the bundle's model configuration"),
+        (lambda m: m.update(recipe={"no_such_setting": 1}), "field `recipe`"),
+    ],
+)
+def test_bundle_fields_are_checked_one_by_one(cnn_bundle, tmp_path, run_cli, change, message):
+    path = _rewritten(cnn_bundle, tmp_path / "m.pt", change)
+    with pytest.raises(PrivauditError, match=message.replace("(", r"\(")):
+        load_bundle(path)
+    code, _, err = run_cli("info", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_outputs_honour_the_umask_and_the_manifest_stays_private(cnn_bundle, tmp_path):
     previous = os.umask(0o022)
     try:
