@@ -57,6 +57,16 @@ class CanarySettings:
         # Checked when the settings are made (CLI or config), before any training.
         if self.audit_canaries < 0 or self.gradient_canaries < 0 or self.gradient_canaries == 1:
             raise PrivauditError("--audit-canaries must be 0 or more, --gradient-canaries 0 or at least 2")
+        parse_template(self.template)  # a bad template is refused here, not after the training
+
+    def check_fits(self, recipe: TrainingRecipe) -> None:
+        """The canary text must fit in what the model reads, or its secret would be cut off."""
+        template = parse_template(self.template)
+        words = len(template.render(next(iter(template.all_secrets()))).split())
+        if words > recipe.max_len:
+            raise PrivauditError(
+                f"template {self.template!r}: {words} words, more than the model reads (--max-len {recipe.max_len})"
+            )
 
 
 @dataclass
@@ -156,6 +166,7 @@ def run_canary(
     progress: Progress | None = None,
 ) -> CanaryResult:
     """Plant the canaries in `data`, train with `recipe`, then measure (ungated: `privaudit.gate` checks)."""
+    settings.check_fits(recipe)
     template = parse_template(settings.template)
     labels = data.label_names
     plan = plan_canaries(

@@ -56,6 +56,9 @@ ALPHABETS: dict[str, tuple[str, ...]] = {
     ),
 }
 _SLOT = re.compile(r"\{(\w+)\}(?:x(\d+))?")
+# More secret positions than this is no canary a text classifier reads (its inputs are tens of tokens),
+# and "{digit}x1000000" would otherwise run for minutes before anything said so.
+MAX_SLOTS = 32
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ def parse_template(text: str) -> Template:
         count = int(repeat) if repeat else 1
         if count < 1:
             raise PrivauditError(f"template {text!r}: slot repeat must be at least 1")
+        if sum(kind == "slot" for kind, _ in parts) + count > MAX_SLOTS:
+            raise PrivauditError(f"template {text!r}: more than {MAX_SLOTS} secret slots")
         for i in range(count):
             if i:
                 parts.append(("public", " "))

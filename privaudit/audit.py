@@ -23,6 +23,7 @@ from privaudit.canaries.audit import CanaryResult, CanarySettings
 
 from . import api
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
+from .bundle import load_bundle
 from .config import AuditConfig
 from .devices import resolve_device
 from .gate import Thresholds, combined
@@ -96,6 +97,8 @@ def run_audit(
         dp = train_table.pop("dp", None)
         dp_settings = dp_options(True, **dp) if dp is not None else None  # `dp = {}` is refused, not dropped
         recipe = TrainingRecipe(**train_table, seed=config.seed, dp=dp_settings)
+        if canary_settings is not None:
+            canary_settings.check_fits(recipe)
         source = api.resolve_source(data)
         key = hashlib.sha256(
             json.dumps([recipe.to_dict(), source.to_dict(), BUNDLE_FORMAT_VERSION], sort_keys=True).encode()
@@ -106,6 +109,8 @@ def run_audit(
         data = None  # the model's audit manifest records its data
     elif model is None:
         model = api.demo_model(cache_dir, progress)
+    if canary_settings is not None and Path(model).is_file():  # before the membership audit, not after
+        canary_settings.check_fits(load_bundle(model).recipe)
     sections: dict[str, MiaResult | CanaryResult] = {}
     if mia_settings is not None:
         sections["mia"] = api.mia(model, mia_settings, thresholds, data=data, progress=progress)

@@ -175,6 +175,16 @@ def test_config_errors_name_the_key_and_the_file(tmp_path, run_cli, change, mess
     assert code == 2 and message.split("`")[0] in err and "Traceback" not in err
 
 
+def test_a_canary_template_the_model_cannot_read_is_refused_before_any_training(tmp_path, run_cli):
+    path = write_config(tmp_path, dp=False)
+    text = path.read_text()
+    start = text.index("template = ")
+    path.write_text(text[:start] + 'template = "' + "word " * 70 + '{digit}"' + text[text.index("\n", start) :])
+    code, _, err = run_cli("audit", "--config", path)
+    assert code == 2 and "more than the model reads" in err
+    assert not list((tmp_path / "cache").glob("audit-model-*.pt"))  # no model was trained, no shadow either
+
+
 def test_cli_flags_override_the_file(leaky_audit, run_cli):
     _, folder = leaky_audit
     # The membership audit alone: its model and shadow models are cached by the run above.

@@ -24,6 +24,18 @@ def test_templates_parse_and_count_their_secrets():
         parse_template("no secret here")
     with pytest.raises(PrivauditError, match="unknown slot"):
         parse_template("my {emoji}")
+    with pytest.raises(PrivauditError, match="more than 32 secret slots"):
+        parse_template("{digit}x1000000")  # refused at once, not after minutes of expanding it
+
+
+def test_a_template_the_model_cannot_read_is_refused_before_training(run_cli, tmp_path):
+    # The demo data are loaded (a second), nothing is trained: both refusals come from the settings.
+    code, _, err = run_cli("canary", "--demo", "--template", "{digit}x33", "--report", tmp_path / "r")
+    assert code == 2 and "more than 32 secret slots" in err
+    long = "word " * 70 + "{digit}"
+    code, _, err = run_cli("canary", "--demo", "--template", long, "--report", tmp_path / "r")
+    assert code == 2 and "more than the model reads (--max-len 64)" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_plan_gives_shared_template_canaries_different_labels():
