@@ -126,7 +126,10 @@ def _section(path: Path, required: bool = True) -> dict | None:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PrivauditError(f"{path}: not valid TOML ({exc})") from None
-    section = doc.get("tool", {}).get("privaudit")
+    tool = doc.get("tool", {})
+    section = tool.get("privaudit") if isinstance(tool, dict) else None
+    if section is not None and not isinstance(section, dict):  # e.g. [[tool.privaudit]], an array of tables
+        raise PrivauditError(f"{path}: [tool.privaudit] must be one table")
     if section is None and path.name != "pyproject.toml":
         section = {k: v for k, v in doc.items() if k != "tool"} or None
     if section is None and required:
