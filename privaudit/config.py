@@ -147,6 +147,9 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
     base = path.parent
     config = AuditConfig(str(path), **{k: v for k, v in section.items()})
     # Paths in the file are relative to the file, so the audit runs the same from any folder.
+    for key in ("model", "data", "cache_dir"):
+        if getattr(config, key) == "":
+            raise PrivauditError(f"{path}: `{key}` is empty: give a path, or leave the key out")
     if config.model is not None:
         config.model = str(base / config.model)
     if config.data is not None:

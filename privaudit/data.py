@@ -59,11 +59,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_dataset(path: str | Path, text_col: str = "text", label_col: str = "label") -> TextDataset:
-    """Read a CSV, TSV or JSONL file of labelled texts, with clear errors for every way it can be wrong."""
+def require_data_file(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise PrivauditError(f"{path} is a folder: give the data file itself")
     if not path.is_file():
         raise PrivauditError(f"data file not found: {path}")
+    return path
+
+
+def load_dataset(path: str | Path, text_col: str = "text", label_col: str = "label") -> TextDataset:
+    """Read a CSV, TSV or JSONL file of labelled texts, with clear errors for every way it can be wrong."""
+    path = require_data_file(path)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise PrivauditError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
     try:
@@ -103,8 +110,10 @@ def _read_delimited(path: Path, content: str) -> list[tuple[int, dict]]:
     and only \n and \r end a record (str.splitlines also split at U+2028 and other separators)."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     kind = path.suffix[1:].upper()
-    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
+    # strict: a quote that is never closed is an error, not a field that swallows the rest of the file
+    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
     rows = []
+    record_start = 2  # the line the next record starts on
     try:
         for row in reader:
             extra = row.get(None) or []  # DictReader's place for fields beyond the header
@@ -117,7 +126,10 @@ def _read_delimited(path: Path, content: str) -> list[tuple[int, dict]]:
                     f" (a text holding the delimiter {delimiter!r} must be quoted)"
                 )
             rows.append((reader.line_num, row))
+            record_start = reader.line_num + 1
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise PrivauditError(f"{path}:{record_start}: a quote opened in this record is never closed") from None
         raise PrivauditError(f"{path}:{reader.line_num}: malformed {kind} ({exc})") from None
     return rows
 

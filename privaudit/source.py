@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .data import TextDataset, file_sha256, load_dataset
+from .data import TextDataset, file_sha256, load_dataset, require_data_file
 from .demo import DEFAULT_SEED, DEFAULT_SIZE, demo_dataset
 from .errors import PrivauditError
 
@@ -38,9 +38,7 @@ class DataSource:
 
 
 def file_source(path: str | Path, text_col: str = "text", label_col: str = "label") -> DataSource:
-    path = Path(path)
-    if not path.is_file():
-        raise PrivauditError(f"data file not found: {path}")
+    path = require_data_file(path)
     return DataSource("file", str(path.resolve()), file_sha256(path), text_col, label_col)
 
 

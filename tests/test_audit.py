@@ -157,6 +157,8 @@ def test_config_found_in_pyproject_and_paths_relative_to_it(tmp_path, monkeypatc
         (("max_auc = 0.6", "max_auc = true"), "`thresholds.max_auc` must be a float"),
         (('arch = "cnn"', 'arch = "cnn"\nbogus = 1'), "unknown key `train.bogus`"),
         (("[tool.privaudit.mia]", "[tool.privaudit.mia\n"), "not valid TOML"),
+        (("seed = 0", 'seed = 0\nmodel = ""'), "`model` is empty: give a path, or leave the key out"),
+        (("[tool.privaudit]\n", "[[tool.privaudit]]\n"), "must be one table"),
         # DP is never dropped silently: an empty table, or both noise settings, are refused before training.
         (('arch = "cnn"', 'arch = "cnn"\ndp = {}'), "exactly one of --noise-multiplier and --target-epsilon"),
         (

@@ -76,11 +76,15 @@ def test_undecodable_bytes(tmp_path):
         ("text,label\nhi,A\n", "only one class"),
         (b"text,label\n\xff\xfe,A\n", "not valid UTF-8"),
         ("text\nhi\n", "no column 'label'"),
+        ('text,label\n"play song,A\nhello,B\n', "d.csv:2: a quote opened in this record is never closed"),
+        ("folder", "is a folder: give the data file itself"),
     ],
 )
 def test_cli_reports_bad_data_on_one_line_with_exit_2(tmp_path, run_cli, content, message):
     path = tmp_path / "d.csv"
-    if isinstance(content, bytes):
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
