@@ -203,10 +203,6 @@ class MiaResult:
     gate: Gate = field(default_factory=Gate)
     kind: str = field(default="mia", init=False)
 
-    @property
-    def primary(self) -> AttackFigures:
-        return self.attacks[self.primary_attack]
-
     def headlines(self) -> list[Headline]:
         return [self.headline]
 
