@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from .errors import PrivauditError
@@ -85,22 +85,12 @@ def _check_writable(path: Path) -> None:
 
 
 def write_texts_together(files: dict[Path, str]) -> None:
-    """Writes every file or none: each goes to a temporary file beside it first, and only when all are
-    written are they renamed into place (a full disk midway leaves the old files, or no files)."""
-    written: list[tuple[Path, Path]] = []
+    """Writes every file or none: one `atomic_path` each, all held open until every text is written, so
+    the renames come only then (a full disk midway leaves the old files, or no files)."""
+    path = None
     try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            written.append((Path(name), path))
-            Path(name).write_text(text, encoding="utf-8")
-            os.chmod(name, 0o666 & ~_umask())
-    except BaseException as exc:
-        for temporary, _ in written:
-            temporary.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise PrivauditError(f"could not write {path} ({exc.strerror}); nothing was written") from None
-        raise
-    for tmp, path in written:
-        os.replace(tmp, path)
+        with ExitStack() as stack:
+            for path, text in files.items():
+                stack.enter_context(atomic_path(path)).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PrivauditError(f"could not write {path} ({exc.strerror}); nothing was written") from None

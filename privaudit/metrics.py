@@ -136,8 +136,7 @@ def tpr_at_fpr(scores, labels, target_fpr: float, confidence: float = 0.95, join
         point += (tpr[best + 1] - tpr[best]) * (target_fpr - fpr[best]) / (fpr[best + 1] - fpr[best])
     ranks = _ranks_ties_at_random(scores)
     alpha = 1 - confidence
-    lo, _ = tpr_interval(ranks, labels, target_fpr, alpha / 2, 0.0)
-    _, hi = tpr_interval(ranks, labels, target_fpr, 0.0, alpha / 2)
+    lo, hi = tpr_interval(ranks, labels, target_fpr, alpha / 2, alpha / 2)
     joint = None
     if joint_confidence is not None:
         joint, _ = tpr_interval(ranks, labels, target_fpr, 1 - joint_confidence, 0.0)
@@ -150,6 +149,11 @@ def tpr_at_fpr(scores, labels, target_fpr: float, confidence: float = 0.95, join
         joint,
         joint_confidence,
     )
+
+
+def bonferroni(confidence: float, count: int) -> float:
+    """The confidence each of `count` bounds needs so that all of them hold together at `confidence`."""
+    return 1 - (1 - confidence) / count
 
 
 def _ranks_ties_at_random(scores: np.ndarray) -> np.ndarray:

@@ -302,7 +302,7 @@ def run_mia(
     privacy = bundle.privacy
     delta = privacy.delta if privacy else default_delta(audit.n_members)
     is_member = audit.is_member
-    joint_confidence = 1 - (1 - 0.95) / len(scores)
+    joint_confidence = metrics.bonferroni(0.95, len(scores))
     attacks = {name: attack_metrics(s, is_member, delta, settings, joint_confidence) for name, s in scores.items()}
     timings["metrics_s"] = time.perf_counter() - start
 
@@ -377,7 +377,7 @@ def strongest_bound(
 ) -> StrongestBound:
     """The largest empirical epsilon over all attacks, still valid at `confidence`: each attack's bound
     is computed at 1 - (1 - confidence) / #attacks (Bonferroni), so picking the best costs nothing."""
-    each = 1 - (1 - confidence) / len(scores)
+    each = metrics.bonferroni(confidence, len(scores))
     bounds = {
         name: metrics.empirical_epsilon(s, is_member, delta, settings.epsilon_method, each, settings.seed)
         for name, s in scores.items()

@@ -158,14 +158,15 @@ def _load_logits(path: Path) -> np.ndarray:
         raise PrivauditError(f"damaged shadow-model cache entry {path} ({exc}); it was removed, run again") from None
 
 
-def _status(path: Path | None) -> str:
-    """ "ok" (or not asked for), "missing", or "damaged": unreadable or failing its digest, then removed."""
+def _status(path: Path | None, loaded: dict[Path, np.ndarray]) -> str:
+    """ "ok" (or not asked for; what was read is kept in `loaded`), "missing", or "damaged": unreadable or
+    failing its digest, then removed."""
     if path is None:
         return "ok"
     if not path.is_file():
         return "missing"
     try:
-        _load_logits(path)
+        loaded[path] = _load_logits(path)
     except PrivauditError:
         return "damaged"
     return "ok"
@@ -202,10 +203,15 @@ def train_shadows(
         entries.append(ShadowEntry(cache_dir / f"{key}.pt", cache_dir / f"{key}.model.pt", query_path))
     jobs: list[tuple[Callable[..., str], tuple]] = []
     damaged = 0
+    loaded: dict[Path, np.ndarray] = {}  # the cache files read while checking them: not read twice
     for i, entry in enumerate(entries):
-        statuses = (_status(entry.logits), _status(entry.queries))
+        statuses = (_status(entry.logits, loaded), _status(entry.queries, loaded))
         damaged += statuses.count("damaged")
         if statuses != ("ok", "ok"):
+            # The job may write both files again (a retrained DP recipe is another model): read after it.
+            for path in (entry.logits, entry.queries):
+                if path is not None:
+                    loaded.pop(path, None)
             job = _query if statuses[0] == "ok" and entry.model.is_file() else _train
             jobs.append((job, (recipes[i].to_dict(), inclusion[i], entry, device)))
     task = (
@@ -242,10 +248,14 @@ def train_shadows(
                 outcomes.append(job(*args))
                 if progress is not None and task is not None:
                     progress.advance(task)
-    logits = np.stack([_load_logits(e.logits) for e in entries])
+
+    def read(path: Path) -> np.ndarray:
+        return loaded[path] if path in loaded else _load_logits(path)
+
+    logits = np.stack([read(e.logits) for e in entries])
     n, c = len(population), len(label_names)
     query_logits = (
-        np.stack([_load_logits(e.queries).reshape(n, query_count, c) for e in entries if e.queries is not None])
+        np.stack([read(e.queries).reshape(n, query_count, c) for e in entries if e.queries is not None])
         if query_count
         else np.zeros((num_shadows, n, 0, c), np.float32)
     )

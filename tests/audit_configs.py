@@ -61,15 +61,9 @@ def write_config(folder, dp: bool, data=None, name="privaudit.toml", size=None):
     return path
 
 
-def audit_via_cli(run_cli, config, folder):
-    return run_cli(
-        "audit",
-        "--config",
-        config,
-        "--report",
-        folder / "report",
-        "--format",
-        "junit",
-        "--output",
-        folder / "junit.xml",
-    )
+def audit_via_cli(run_cli, folder, dp: bool, data):
+    """The tiny audit of `data` written to `folder` and run as CI would: ((code, out, err), folder)."""
+    config = write_config(folder, dp, data)
+    report, junit = folder / "report", folder / "junit.xml"
+    result = run_cli("audit", "--config", config, "--report", report, "--format", "junit", "--output", junit)
+    return result, folder

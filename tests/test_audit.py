@@ -19,8 +19,7 @@ from privaudit.errors import PrivauditError
 @pytest.fixture(scope="module")
 def leaky_audit(tmp_path_factory, tiny_csv, run_cli_module):
     """The audit of a leaking (non-DP) model, through the CLI, as CI would run it."""
-    folder = tmp_path_factory.mktemp("leaky")
-    return audit_via_cli(run_cli_module, write_config(folder, False, tiny_csv), folder), folder
+    return audit_via_cli(run_cli_module, tmp_path_factory.mktemp("leaky"), False, tiny_csv)
 
 
 def test_gate_fails_the_leaking_model(leaky_audit):

@@ -4,13 +4,12 @@ does, on the other test worker)."""
 import json
 
 import pytest
-from audit_configs import audit_via_cli, write_config
+from audit_configs import audit_via_cli
 
 
 @pytest.fixture(scope="module")
 def dp_audit(tmp_path_factory, tiny_csv, run_cli_module):
-    folder = tmp_path_factory.mktemp("dp")
-    return audit_via_cli(run_cli_module, write_config(folder, True, tiny_csv), folder), folder
+    return audit_via_cli(run_cli_module, tmp_path_factory.mktemp("dp"), True, tiny_csv)
 
 
 def test_gate_passes_the_dp_model(dp_audit):
