@@ -5,20 +5,27 @@ The attacker knows the canary template's public words, the label the canary was 
 weights. Each unknown secret position becomes a trainable distribution over candidate tokens (the whole
 vocabulary, or only the template's declared alphabet), relaxed with Gumbel-softmax; its soft embedding
 (the distribution times the embedding matrix) goes into the model through its input-embedding path.
-Adam maximises the label's log-probability while the Gumbel-softmax temperature is annealed, with
-several random restarts run as one batch. The argmax token per position is read out, and of the
-restarts the one whose discrete secret the model scores highest is kept.
+Adam maximises the objective while the Gumbel-softmax temperature is annealed, with several random
+restarts run as one batch. The argmax token per position is read out, and of the restarts the one whose
+discrete secret scores highest is kept.
+
+The objective is the label's log-odds log(p / (1 - p)) = z_label - logsumexp(other logits), not the
+paper's log-probability: log p saturates at 0 in float32 once p is near 1, which flattens the search
+exactly where a memorised secret sits. With reference models (trained like the target without the
+canaries; `privaudit.canaries.calibration`), the objective is calibrated: the target's log-odds minus the
+references' mean log-odds, each model reading the same relaxed tokens through its own embedding table.
 
 A second method refines that readout with a discrete search in the style of HotFlip (Ebrahimi et al.
-2018) and GCG (Zou et al. 2023): starting from every restart's secret, positions are revisited in turn
-and the token that most raises the label's log-probability is swapped in (all alphabet symbols, or in
-the vocabulary setting the candidates with the largest gradient of that log-probability with respect
-to the one-hot token), until no swap helps.
+2018) and GCG (Zou et al. 2023): starting from the secrets of the best SWAP_STARTS restarts, positions
+are revisited in turn and the token that most raises the objective is swapped in (all alphabet symbols,
+or in the vocabulary setting the candidates with the largest gradient of the objective with respect to
+the one-hot token), until no swap helps.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,6 +35,7 @@ import torch.nn.functional as F
 from privaudit.classifier import TextClassifier
 from privaudit.errors import PrivauditError
 
+SWAP_STARTS = 4
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<pad>", "<unk>", "<s>", "</s>", "<mask>")
 
 
@@ -83,6 +91,36 @@ class Extraction:
         return asdict(self)
 
 
+class Objective:
+    """The label's log-odds under the target, minus the references' mean log-odds (if any): a weighted
+    sum over models, each reading token ids or soft input embeddings through its own embedding table."""
+
+    def __init__(self, target: TextClassifier, references: list[TextClassifier], label_id: int):
+        self.models = [target.model, *(r.model for r in references)]
+        self.embeddings = [m.embedding_layer() for m in self.models]  # type: ignore[operator]  # nn.Module attributes type as Tensor
+        self.weights = [1.0] + [-1.0 / len(references) for _ in references]
+        self.label_id = label_id
+
+    def of_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._combined([m(ids, mask.expand(len(ids), -1)) for m in self.models])
+
+    def of_embeds(self, embeds: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """`embeds[m]`: model m's input embeddings (each model has its own table)."""
+        return self._combined([m.forward_embeds(e, mask.expand(len(e), -1)) for m, e in zip(self.models, embeds)])  # type: ignore[operator]  # nn.Module attributes type as Tensor
+
+    def _combined(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        per_model = torch.stack([log_odds(z, self.label_id) for z in logits])  # (models, batch)
+        return torch.tensor(self.weights, device=per_model.device) @ per_model
+
+
+def log_odds(logits: torch.Tensor, label_id: int) -> torch.Tensor:
+    """log(p / (1 - p)) of `label_id` per row, without the saturation of log p."""
+    logits = logits.float()
+    others = torch.cat([logits[:, :label_id], logits[:, label_id + 1 :]], dim=1)
+    return logits[:, label_id] - torch.logsumexp(others, dim=1)
+
+
 def modiva_extract(
     classifier: TextClassifier,
     template,
@@ -95,31 +133,26 @@ def modiva_extract(
     tau_start: float = 1.0,
     tau_end: float = 0.05,
     seed: int = 0,
+    references: list[TextClassifier] | None = None,
 ) -> Extraction:
+    """Extract `secret` from `classifier` (with `references`: by the calibrated objective)."""
     if setting not in ("alphabet", "vocab"):
         raise ValueError("setting must be alphabet or vocab")
     layout = slot_layout(classifier, template)
-    model = classifier.model
     device = classifier.device
-    embedding = model.embedding_layer()  # type: ignore[operator]  # nn.Module attributes type as Tensor
     if setting == "alphabet":
         candidates = [torch.tensor(ids, device=device) for ids in layout.alphabet_ids]
     else:
         special = {classifier.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS} - {None}
         allowed = torch.tensor([i for i in range(classifier.config.vocab_size) if i not in special], device=device)
         candidates = [allowed] * len(layout.positions)
-    label_id = classifier.labels.index(label)
+    objective = Objective(classifier, references or [], classifier.labels.index(label))
     ids, mask = layout.input_ids.to(device), layout.mask.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    requires = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
+    with _frozen(objective.models):
         with torch.no_grad():
-            base = embedding(ids)
-            tables = [embedding.weight[c] for c in candidates]
+            bases = [embedding(ids) for embedding in objective.embeddings]
+            tables = [[embedding.weight[c] for c in candidates] for embedding in objective.embeddings]
         thetas = [
             (0.01 * torch.randn(restarts, len(c), generator=generator, device=device)).requires_grad_()
             for c in candidates
@@ -127,14 +160,19 @@ def modiva_extract(
         optimizer = torch.optim.Adam(thetas, lr=lr)
         for step in range(steps):
             tau = tau_start * (tau_end / tau_start) ** (step / max(1, steps - 1))
-            embeds = base.expand(restarts, -1, -1).clone()
-            for theta, table, pos in zip(thetas, tables, layout.positions):
+            weights = []
+            for theta in thetas:
                 gumbel = -torch.log(
                     -torch.log(torch.rand(theta.shape, generator=generator, device=device).clamp_(1e-9, 1 - 1e-9))
                 )
-                embeds[:, pos] = F.softmax((theta + gumbel) / tau, dim=-1) @ table
-            logits = model.forward_embeds(embeds, mask.expand(restarts, -1))  # type: ignore[operator]  # nn.Module attributes type as Tensor
-            loss = -F.log_softmax(logits.float(), dim=-1)[:, label_id].sum()
+                weights.append(F.softmax((theta + gumbel) / tau, dim=-1))
+            embeds = []
+            for base, model_tables in zip(bases, tables):
+                e = base.expand(restarts, -1, -1).clone()
+                for w, table, pos in zip(weights, model_tables, layout.positions):
+                    e[:, pos] = w @ table
+                embeds.append(e)
+            loss = -objective.of_embeds(embeds, mask).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -142,17 +180,13 @@ def modiva_extract(
             picks = torch.stack([c[t.argmax(1)] for t, c in zip(thetas, candidates)], dim=1)  # (R, S)
             discrete = ids.expand(restarts, -1).clone()
             discrete[:, layout.positions] = picks
-            scores = F.log_softmax(model(discrete, mask.expand(restarts, -1)).float(), -1)[:, label_id]
+            scores = objective.of_ids(discrete, mask)
             best = int(scores.argmax())
             chosen = picks[best].tolist()
             log_probs = [F.log_softmax(t[best], -1).cpu().numpy() for t in thetas]
-        swapped = swap_search(
-            model, ids, mask, layout.positions, candidates, picks, label_id, embedding if setting == "vocab" else None
-        )
-    finally:
-        for p, r in zip(model.parameters(), requires):
-            p.requires_grad_(r)
-        model.train(was_training)
+        # Swaps start from the best few restarts: each start costs a full search (most of ModIvA's time).
+        starts = picks[scores.topk(min(SWAP_STARTS, restarts)).indices]
+        swapped = swap_search(objective, ids, mask, layout.positions, candidates, starts, hotflip=setting == "vocab")
     true_ids = [ids_[alphabet.index(s)] for ids_, alphabet, s in zip(layout.alphabet_ids, template.alphabets, secret)]
     correct = [c == t for c, t in zip(chosen, true_ids)]
     swap_correct = [c == t for c, t in zip(swapped, true_ids)]
@@ -167,33 +201,52 @@ def modiva_extract(
     )
 
 
+@contextmanager
+def _frozen(models):
+    """Models in eval mode with gradients off for their weights (only the relaxed tokens are learned)."""
+    states = [(m.training, [p.requires_grad for p in m.parameters()]) for m in models]
+    for m in models:
+        m.eval()
+        for p in m.parameters():
+            p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, (training, requires) in zip(models, states):
+            for p, r in zip(m.parameters(), requires):
+                p.requires_grad_(r)
+            m.train(training)
+
+
 def swap_search(
-    model, ids, mask, positions, candidates, starts, label_id, embedding=None, top_k: int = 64, max_sweeps: int = 5
+    objective: Objective,
+    ids,
+    mask,
+    positions,
+    candidates,
+    starts,
+    hotflip: bool = False,
+    top_k: int = 64,
+    max_sweeps: int = 5,
 ) -> list[int]:
     """Greedy token swaps from each start (R, S); returns the best secret found (token ids).
 
-    With `embedding` given (vocabulary setting), each position only tries the top_k tokens by the
-    gradient of the label's log-probability with respect to the one-hot input (HotFlip)."""
-
-    def score(batch_ids):
-        with torch.no_grad():
-            out = model(batch_ids, mask.expand(len(batch_ids), -1)).float()
-        return F.log_softmax(out, -1)[:, label_id]
-
+    With `hotflip` (vocabulary setting), each position only tries the top_k tokens by the gradient of the
+    objective with respect to the one-hot input (HotFlip)."""
     best_ids, best_score = None, -math.inf
     for start in starts:
         current = ids.clone()
         current[0, positions] = start
-        current_score = float(score(current)[0])
+        current_score = float(objective.of_ids(current, mask)[0])
         for _ in range(max_sweeps):
             improved = False
             for slot, pos in enumerate(positions):
                 options = candidates[slot]
-                if embedding is not None:
-                    options = _hotflip_candidates(model, current, mask, pos, options, label_id, embedding, top_k)
+                if hotflip:
+                    options = _hotflip_candidates(objective, current, mask, pos, options, top_k)
                 trial = current.expand(len(options), -1).clone()
                 trial[:, pos] = options
-                scores = score(trial)
+                scores = objective.of_ids(trial, mask)
                 top = int(scores.argmax())
                 if float(scores[top]) > current_score + 1e-9:
                     current, current_score, improved = trial[top : top + 1].clone(), float(scores[top]), True
@@ -205,11 +258,11 @@ def swap_search(
     return best_ids[0, positions].tolist()
 
 
-def _hotflip_candidates(model, current, mask, pos, options, label_id, embedding, top_k):
-    embeds = embedding(current).detach().requires_grad_(True)
-    logp = F.log_softmax(model.forward_embeds(embeds, mask).float(), -1)[0, label_id]
-    (grad,) = torch.autograd.grad(logp, embeds)
-    gain = embedding.weight[options] @ grad[0, pos]  # first-order change of log p per candidate token
+def _hotflip_candidates(objective: Objective, current, mask, pos, options, top_k):
+    embeds = [embedding(current).detach().requires_grad_(True) for embedding in objective.embeddings]
+    grads = torch.autograd.grad(objective.of_embeds(embeds, mask)[0], embeds)
+    # First-order change of the objective per candidate token, summed over the models' own tables.
+    gain = sum(e.weight[options] @ g[0, pos] for e, g in zip(objective.embeddings, grads))
     return options[gain.topk(min(top_k, len(options))).indices]
 
 

@@ -4,8 +4,10 @@ Python API:
 
     from privaudit.api import canary
     from privaudit.canaries.audit import CanarySettings
-    result = canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data="train.csv")
-    result.by_repeat[0].exposure_mean, result.headline.text, result.to_dict()   # CanaryResult
+    result = canary(CanarySettings(insert=20, repeats=[1, 4, 16], references=4), data="train.csv")
+    group = result.by_repeat[0]                      # RepeatGroup: the 20 canaries inserted once
+    group.exposure_mean, group.calibrated_top1.rate, group.calibrated_top1.interval
+    result.headline.text, result.to_dict()           # CanaryResult
 
 Computed here (`run_canary` -> `CanaryResult`); gated in `privaudit.gate.check_canary`; rendered by
 `privaudit.reports` (the "canary" kind).
@@ -26,13 +28,14 @@ from privaudit.attacks.modiva import modiva_extract, slot_layout
 from privaudit.data import TextDataset
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
+from privaudit.metrics import clopper_pearson
 from privaudit.options import comma_separated
 from privaudit.recipe import TrainingRecipe
 from privaudit.results import SCHEMA_VERSION, Gate, Headline
-from privaudit.training import fit
+from privaudit.training import FittedModel, fit
 from privaudit.versions import package_versions, run_section
 
-from .exposure import exposure
+from .calibration import SecretScorer, train_references
 from .generate import plan_canaries
 from .gradient import WhiteBoxAudit
 from .onerun import OneRunAudit, one_run_audit
@@ -41,7 +44,7 @@ from .templates import DEFAULT_TEMPLATE, parse_template
 
 @dataclass
 class CanarySettings:
-    insert: int = 20
+    insert: int = 20  # canaries per repeat count: every rate is over this many
     repeats: list[int] = field(default_factory=lambda: [1, 4, 16])
     template: str = DEFAULT_TEMPLATE
     label: str | None = None
@@ -52,11 +55,14 @@ class CanarySettings:
     modiva_steps: int = 200
     modiva_restarts: int = 16
     gradient_canaries: int = 100_000  # white-box audit, with DP-SGD only (0: none)
+    references: int = 2  # models trained without the canaries, for calibrated extraction (0: none)
 
     def __post_init__(self) -> None:
         # Checked when the settings are made (CLI or config), before any training.
         if self.audit_canaries < 0 or self.gradient_canaries < 0 or self.gradient_canaries == 1:
             raise PrivauditError("--audit-canaries must be 0 or more, --gradient-canaries 0 or at least 2")
+        if self.references < 0:
+            raise PrivauditError("--references must be 0 or more")
         parse_template(self.template)  # a bad template is refused here, not after the training
 
     def check_fits(self, recipe: TrainingRecipe) -> None:
@@ -70,36 +76,56 @@ class CanarySettings:
 
 
 @dataclass
-class ExtractionSummary:
-    """One ModIvA setting's success over a group of canaries (rates are fractions of the group)."""
+class Rate:
+    """An extraction rate over a group of canaries, with its exact (Clopper-Pearson) 95% interval: with
+    20 canaries a rate is known to about +-20 points, and the interval says so."""
 
-    extraction_rate: float
+    rate: float
+    interval: tuple[float, float]
+    successes: int
+    trials: int
+
+    @classmethod
+    def of(cls, outcomes: list[bool]) -> Rate:
+        k, n = int(sum(outcomes)), len(outcomes)
+        return cls(k / n, clopper_pearson(k, n), k, n)
+
+
+@dataclass
+class ExtractionSummary:
+    """One ModIvA setting's success over a group of canaries."""
+
+    extraction: Rate
     position_accuracy: float
     median_relaxed_rank: float | None
-    swap_extraction_rate: float
+    swap_extraction: Rate
     swap_position_accuracy: float
 
 
 @dataclass
 class RepeatGroup:
-    """The canaries inserted `repeat` times: exposure and every extraction method's success."""
+    """The canaries inserted `repeat` times: exposure and every extraction method's success. With
+    reference models, ModIvA's objective is the calibrated one (`calibration`); `enumeration_top1` is
+    then the ceiling of every uncalibrated method, `calibrated_top1` its calibrated counterpart."""
 
     repeat: int
     canaries: int
     exposure_mean: float
     exposure_max: float
-    enumeration_top1_rate: float
+    enumeration_top1: Rate
+    calibrated_exposure_mean: float | None
+    calibrated_top1: Rate | None
     chance: float
     modiva_alphabet: ExtractionSummary
     modiva_vocab: ExtractionSummary
 
     @property
     def best_extraction_rate(self) -> float:
-        """The best of every method: enumeration, and ModIvA with and without swaps in both settings."""
-        modiva = (self.modiva_alphabet, self.modiva_vocab)
-        return max(
-            self.enumeration_top1_rate, *(m.extraction_rate for m in modiva), *(m.swap_extraction_rate for m in modiva)
-        )
+        """The best of every method: enumeration (both scores), ModIvA with and without swaps, both settings."""
+        rates = [self.enumeration_top1, *([self.calibrated_top1] if self.calibrated_top1 else [])]
+        for m in (self.modiva_alphabet, self.modiva_vocab):
+            rates += [m.extraction, m.swap_extraction]
+        return max(r.rate for r in rates)
 
 
 @dataclass
@@ -181,33 +207,48 @@ def run_canary(
     )
     timings = {}
     start = time.perf_counter()
-    fitted = fit(
-        data + plan.inserted(),
-        labels,
-        recipe,
-        device,
-        progress,
-        "training with canaries",
-        gradient_canaries=settings.gradient_canaries if recipe.dp is not None else 0,
-    )
+    # Every run reads through run 0's vocabulary (it has the template's words and, required, its alphabet),
+    # so one set of reference models calibrates them all and ModIvA's tokens mean the same in each.
+    runs: list[FittedModel] = []
+    for run in range(plan.runs):
+        runs.append(
+            fit(
+                data + plan.inserted(run),
+                labels,
+                recipe,
+                device,
+                progress,
+                f"training with canaries (run {run + 1} of {plan.runs})",
+                # The white-box audit (gradient canaries) lives in the first run.
+                gradient_canaries=settings.gradient_canaries if recipe.dp is not None and run == 0 else 0,
+                tokenizer=runs[0].classifier.tokenizer if runs else None,
+                required_tokens=template.symbols,
+            )
+        )
     timings["training_s"] = time.perf_counter() - start
-    classifier = fitted.classifier
-    slot_layout(classifier, template)  # every alphabet symbol must be a vocabulary token (else exit 2)
+    timings["training_s_per_run"] = timings["training_s"] / plan.runs
+    fitted = runs[0]
+    slot_layout(fitted.classifier, template)  # every alphabet symbol must be a vocabulary token (else exit 2)
 
     start = time.perf_counter()
+    references = train_references(data, labels, recipe, fitted.classifier, settings.references, device, progress)
+    timings["references_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    scorers = [SecretScorer(run.classifier, references, template) for run in runs]
     exposure_canaries = [c for c in plan.canaries if c.role == "exposure"]
     task = progress.add_task("exposure and extraction", total=len(exposure_canaries)) if progress else None
     rows = []
     spent = {"exposure": 0.0, "alphabet": 0.0, "vocab": 0.0}
     for i, c in enumerate(exposure_canaries):
         clock = time.perf_counter()
-        e = exposure(classifier, template, c.secret, c.label, seed=settings.seed + i)
+        exposures = scorers[c.run].exposures(c.secret, c.label, seed=settings.seed + i)
         spent["exposure"] += time.perf_counter() - clock
         extractions = {}
         for setting in ("alphabet", "vocab"):
             clock = time.perf_counter()
             extractions[setting] = modiva_extract(
-                classifier,
+                runs[c.run].classifier,
                 template,
                 c.secret,
                 c.label,
@@ -215,9 +256,18 @@ def run_canary(
                 settings.modiva_steps,
                 settings.modiva_restarts,
                 seed=settings.seed + i,
+                references=references,
             ).to_dict()
             spent[setting] += time.perf_counter() - clock
-        rows.append({**c.to_dict(settings.show_secrets), "exposure": e.to_dict(), "modiva": extractions})
+        calibrated = exposures.get("calibrated")
+        rows.append(
+            {
+                **c.to_dict(settings.show_secrets),
+                "exposure": exposures["target"].to_dict(),
+                "calibrated_exposure": calibrated.to_dict() if calibrated else None,
+                "modiva": extractions,
+            }
+        )
         if progress is not None and task is not None:
             progress.advance(task)
     timings["exposure_and_extraction_s"] = time.perf_counter() - start
@@ -232,7 +282,8 @@ def run_canary(
     delta = privacy.delta if privacy else default_delta(len(data))
     one_run = None
     if audit_canaries:
-        scores = _membership_scores(classifier, template, audit_canaries, settings.seed)
+        audited = runs[audit_canaries[0].run].classifier
+        scores = _membership_scores(audited, template, audit_canaries, settings.seed)
         one_run = one_run_audit(scores, np.array([c.repeat > 0 for c in audit_canaries]), delta)
     timings["one_run_audit_s"] = time.perf_counter() - start
 
@@ -242,7 +293,8 @@ def run_canary(
             "recipe": fitted.recipe.to_dict(),
             "data": data_description,
             "vocabulary": fitted.recipe.vocabulary_description(),
-            "training_examples": len(data) + len(plan.inserted()),
+            "training_examples": len(data) + len(plan.inserted()),  # the first run's (each run: a model)
+            "training_runs": plan.runs,
         },
         settings=settings,
         versions=package_versions(),
@@ -288,13 +340,16 @@ def summarise(rows: list[dict], repeats: list[int], space: int) -> list[RepeatGr
         if not group:
             continue
         exposures = [row["exposure"]["exposure"] for row in group]
+        calibrated = [row["calibrated_exposure"] for row in group if row["calibrated_exposure"] is not None]
         out.append(
             RepeatGroup(
                 repeat=r,
                 canaries=len(group),
                 exposure_mean=float(np.mean(exposures)),
                 exposure_max=float(np.max(exposures)),
-                enumeration_top1_rate=float(np.mean([row["exposure"]["rank"] == 1 for row in group])),
+                enumeration_top1=Rate.of([row["exposure"]["rank"] == 1 for row in group]),
+                calibrated_exposure_mean=float(np.mean([e["exposure"] for e in calibrated])) if calibrated else None,
+                calibrated_top1=Rate.of([e["rank"] == 1 for e in calibrated]) if calibrated else None,
                 chance=1.0 / space,
                 modiva_alphabet=_extraction_summary([row["modiva"]["alphabet"] for row in group]),
                 modiva_vocab=_extraction_summary([row["modiva"]["vocab"] for row in group]),
@@ -306,10 +361,10 @@ def summarise(rows: list[dict], repeats: list[int], space: int) -> list[RepeatGr
 def _extraction_summary(extractions: list[dict]) -> ExtractionSummary:
     ranks = [e["relaxed_rank"] for e in extractions if e["relaxed_rank"] is not None]
     return ExtractionSummary(
-        extraction_rate=float(np.mean([e["success"] for e in extractions])),
+        extraction=Rate.of([e["success"] for e in extractions]),
         position_accuracy=float(np.mean([e["position_accuracy"] for e in extractions])),
         median_relaxed_rank=float(np.median(ranks)) if ranks else None,
-        swap_extraction_rate=float(np.mean([e["swap_success"] for e in extractions])),
+        swap_extraction=Rate.of([e["swap_success"] for e in extractions]),
         swap_position_accuracy=float(np.mean([e["swap_position_accuracy"] for e in extractions])),
     )
 

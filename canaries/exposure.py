@@ -58,27 +58,33 @@ def _score_texts(classifier: TextClassifier, texts: list[str], label_id: int) ->
     return scaled_confidence(logits, np.full(len(texts), label_id))
 
 
+def rank_exposure(scores: np.ndarray, true_index: int) -> Exposure:
+    """Exact exposure from every candidate's score (`scores[true_index]`: the true secret's)."""
+    rank = 1 + int((scores > scores[true_index]).sum())
+    return Exposure(math.log2(len(scores)) - math.log2(rank), rank, len(scores), "exact")
+
+
+def tail_exposure(sample: np.ndarray, true: float, space: int) -> Exposure:
+    """Extrapolated exposure: a skew-normal fitted to a random sample of candidates' scores, read at the
+    true secret's score (never beyond log2 |space|)."""
+    shape, loc, scale = skewnorm.fit(sample)
+    tail = max(float(skewnorm.sf(true, shape, loc, scale)), 1.0 / space)
+    return Exposure(-math.log2(tail), tail * space, space, "extrapolated")
+
+
+def sampled_secrets(template: Template, seed: int, samples: int = 10_000) -> list[tuple[str, ...]]:
+    rng = random.Random(seed)
+    return [tuple(rng.choice(a) for a in template.alphabets) for _ in range(samples)]
+
+
 def exact_exposure(classifier, template: Template, secret: tuple[str, ...], label: str) -> Exposure:
     scores = candidate_scores(classifier, template, template.all_secrets(), label)
-    true = candidate_scores(classifier, template, [secret], label)[0]
-    rank = 1 + int((scores > true).sum())
-    return Exposure(math.log2(template.space_size) - math.log2(rank), rank, template.space_size, "exact")
+    return rank_exposure(scores, template.index(secret))
 
 
 def extrapolated_exposure(
     classifier, template: Template, secret: tuple[str, ...], label: str, samples: int = 10_000, seed: int = 0
 ) -> Exposure:
-    rng = random.Random(seed)
-    sample = [tuple(rng.choice(a) for a in template.alphabets) for _ in range(samples)]
-    scores = candidate_scores(classifier, template, sample, label)
+    scores = candidate_scores(classifier, template, sampled_secrets(template, seed, samples), label)
     true = candidate_scores(classifier, template, [secret], label)[0]
-    shape, loc, scale = skewnorm.fit(scores)
-    tail = max(float(skewnorm.sf(true, shape, loc, scale)), 1.0 / template.space_size)
-    rank = tail * template.space_size
-    return Exposure(-math.log2(tail), rank, template.space_size, "extrapolated")
-
-
-def exposure(classifier, template: Template, secret: tuple[str, ...], label: str, seed: int = 0) -> Exposure:
-    if template.space_size <= MAX_ENUMERATE:
-        return exact_exposure(classifier, template, secret, label)
-    return extrapolated_exposure(classifier, template, secret, label, seed=seed)
+    return tail_exposure(scores, float(true), template.space_size)

@@ -77,6 +77,11 @@ class Template:
         return [ALPHABETS[name] for name in self.slots]
 
     @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every alphabet symbol the slots may hold (public: the vocabulary must have each as a token)."""
+        return tuple(dict.fromkeys(symbol for alphabet in self.alphabets for symbol in alphabet))
+
+    @property
     def space_size(self) -> int:
         return math.prod(len(a) for a in self.alphabets)
 
@@ -90,6 +95,13 @@ class Template:
 
     def all_secrets(self):
         return itertools.product(*self.alphabets)
+
+    def index(self, secret: tuple[str, ...]) -> int:
+        """The secret's position in `all_secrets()` order."""
+        position = 0
+        for alphabet, symbol in zip(self.alphabets, secret):
+            position = position * len(alphabet) + alphabet.index(symbol)
+        return position
 
 
 def parse_template(text: str) -> Template:

@@ -72,7 +72,8 @@ class ModelBundle:
         }
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
+def save_bundle(bundle: ModelBundle, path: str | Path, private: bool = False) -> None:
+    """Written atomically; owner-only when `private` (a shadow model: as sensitive as its training data)."""
     state = {k: v.detach().cpu().contiguous() for k, v in bundle.classifier.model.state_dict().items()}
     metadata = json.dumps(bundle.metadata())
     payload = {
@@ -82,7 +83,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
         "state_dict": state,
         "digest": content_digest(metadata, state),
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private) as tmp:
         torch.save(payload, tmp)
 
 

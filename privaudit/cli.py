@@ -351,8 +351,8 @@ def _exit_on_crossings(result: Result) -> None:
 
 @app.command()
 def canary(
-    insert: Annotated[int, typer.Option(help="Number of canaries (secrets) to plant.")] = 20,
-    repeat: Annotated[str, typer.Option(help="Insertion counts; the canaries are split evenly among them.")] = "1,4,16",
+    insert: Annotated[int, typer.Option(help="Canaries (secrets) to plant for each repeat count.")] = 20,
+    repeat: Annotated[str, typer.Option(help="Insertion counts; each gets --insert canaries.")] = "1,4,16",
     template: Annotated[
         str, typer.Option(help="Public words with {digit}, {letter} or {word} slots ({digit}x10 repeats).")
     ] = "my pin code is {digit} {digit} {digit} {digit}",
@@ -389,6 +389,13 @@ def canary(
     ] = 100_000,
     modiva_steps: Annotated[int, typer.Option(help="ModIvA optimisation steps per restart.")] = 200,
     modiva_restarts: Annotated[int, typer.Option(help="ModIvA random restarts per canary.")] = 16,
+    references: Annotated[
+        int,
+        typer.Option(
+            help="Models trained like the target without the canaries; extraction ranks secrets by how much more "
+            "the target favours them (0: uncalibrated only)."
+        ),
+    ] = 2,
     max_exposure: MaxExposureOpt = None,
     max_extraction_rate: MaxExtractionOpt = None,
     max_empirical_epsilon: MaxEpsilonOpt = None,
@@ -422,6 +429,7 @@ def canary(
         modiva_steps,
         modiva_restarts,
         gradient_canaries,
+        references,
     )
     # With --model the model's own recipe is used; a DP option then is refused by api.canary, not ignored.
     recipe = (
@@ -453,8 +461,15 @@ def _print_canary(result: Result) -> None:
     if sampling_line(doc):
         out_console.print(sampling_line(doc), highlight=False, markup=False)
     t = doc["run"]["timings"]
+    references = doc["settings"]["references"]
+    cost = (
+        f", {references} reference models {t['references_s']:.1f} s "
+        f"({t['references_s'] / t['training_s_per_run']:.2f}x one target training)"
+        if references
+        else ""
+    )
     err_console.print(
-        f"time: training {t['training_s']:.1f} s, exposure and extraction "
+        f"time: training {t['training_s']:.1f} s ({doc['model']['training_runs']} runs){cost}, exposure and extraction "
         f"{t['exposure_and_extraction_s']:.1f} s (per canary: exposure {t['exposure_s_per_canary']:.2f} s,"
         f" ModIvA + swaps {t['modiva_alphabet_s_per_canary']:.2f} s over the alphabet, "
         f"{t['modiva_vocab_s_per_canary']:.2f} s over the vocabulary), one-run audit "

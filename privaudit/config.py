@@ -17,8 +17,9 @@
 
     [tool.privaudit.canary]
     template = "my pin code is {digit} {digit} {digit} {digit}"
-    insert = 20
+    insert = 20                      # canaries per repeat count
     repeat = [1, 4, 16]
+    references = 2                   # models without the canaries, for calibrated extraction
 
     [tool.privaudit.thresholds]
     max_auc = 0.6
@@ -85,6 +86,7 @@ _SCHEMA = {
         "gradient_canaries": int,
         "modiva_steps": int,
         "modiva_restarts": int,
+        "references": int,
     },
     "thresholds": {
         "max_auc": float,

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import beta, binom
+from scipy.stats import beta, binom, binomtest
 
 FPR_GRID = (0.001, 0.01, 0.1)
 # How the threshold of an empirical-epsilon bound is chosen (empirical_epsilon); both are reported.
@@ -149,6 +149,15 @@ def tpr_at_fpr(scores, labels, target_fpr: float, confidence: float = 0.95, join
         joint,
         joint_confidence,
     )
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided interval for a binomial rate (Clopper and Pearson 1934): never narrower than the
+    truth, so a rate over a handful of canaries is shown as uncertain as it is."""
+    if trials == 0:
+        return 0.0, 1.0
+    ci = binomtest(successes, trials).proportion_ci(confidence, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def bonferroni(confidence: float, count: int) -> float:

@@ -112,7 +112,9 @@ def _train(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: s
     recipe = TrainingRecipe.from_dict(recipe_dict)
     fitted = fit(population.subset(np.flatnonzero(members)), _WORKER["label_names"], recipe, device)
     # The model first, the population logits last: those mark the entry complete.
-    save_bundle(ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model)
+    save_bundle(
+        ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model, private=True
+    )
     _save_query_logits(fitted.classifier, entry)
     _write_logits(entry.logits, fitted.classifier.logits(population.texts))
     return "trained"
@@ -138,7 +140,7 @@ def _save_query_logits(classifier, entry: ShadowEntry) -> None:
 
 def _write_logits(path: Path, logits: torch.Tensor) -> None:
     logits = logits.contiguous()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private=True) as tmp:
         torch.save({"logits": logits, "digest": _digest(logits)}, tmp)
 
 
@@ -190,7 +192,8 @@ def train_shadows(
     inclusion = inclusion_matrix(len(population), num_shadows, seed)
     digest = population_digest(population)
     cache_dir = Path(cache_dir) / "shadows"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Owner-only, like every file in it: shadow models and their outputs are as sensitive as the data.
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     query_count = len(query_neighbours[0]) if query_neighbours else 0
     query_texts = queries.flatten(query_neighbours) if query_neighbours and query_count else []
     query_digest = queries.digest(query_neighbours) if query_neighbours and query_count else ""

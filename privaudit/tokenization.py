@@ -27,11 +27,14 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 
 
-def train_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency: int = 1) -> Tokenizer:
+def train_tokenizer(
+    kind: str, texts: list[str], vocab_size: int, min_frequency: int = 1, required: tuple[str, ...] = ()
+) -> Tokenizer:
     """A vocabulary learned from `texts`, the same for the same texts every time ("word": whole words;
-    "wordpiece": whole words, and any other word split into characters)."""
+    "wordpiece": whole words, and any other word split into characters). Each `required` word is a
+    token too, after the learned ones (a canary template's alphabet: public, so adding it reveals nothing)."""
     if kind == "wordpiece":
-        return _wordpiece_tokenizer(texts, vocab_size, min_frequency)
+        return _wordpiece_tokenizer(texts, vocab_size, min_frequency, required)
     if kind != "word":
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
@@ -40,10 +43,15 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency:
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
     )
     tokenizer.train_from_iterator(texts, trainer)
+    vocab = tokenizer.get_vocab()
+    missing = [word for word in dict.fromkeys(required) if word not in vocab]
+    if missing:
+        vocab.update({word: len(vocab) + i for i, word in enumerate(missing)})
+        tokenizer.model = models.WordLevel(vocab, unk_token=UNK)
     return tokenizer
 
 
-def _wordpiece_tokenizer(texts: list[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+def _wordpiece_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, required: tuple[str, ...]) -> Tokenizer:
     """A WordPiece vocabulary of the most frequent whole words plus every character, alone and as a
     continuation ("##x"). Not the trainer of the tokenizers library: it breaks ties between equally
     frequent merges in hash order, which Rust seeds at random, so the same texts gave a different
@@ -54,6 +62,7 @@ def _wordpiece_tokenizer(texts: list[str], vocab_size: int, min_frequency: int) 
     by_frequency = sorted(words.get_vocab().items(), key=lambda item: item[1])  # WordLevel ids: frequency order
     tokens = [*SPECIALS, *characters, *(f"##{c}" for c in characters)]
     tokens += [word for word, _ in by_frequency if word not in (PAD, UNK)]
+    tokens += required
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}  # a word that is one character: once
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
     _bert_text_handling(tokenizer)

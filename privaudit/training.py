@@ -44,18 +44,26 @@ class FittedModel:
     whitebox: WhiteBoxAudit | None = None  # when gradient canaries were inserted
 
 
-def build_classifier(recipe: TrainingRecipe, texts: list[str], labels: list[str]) -> TextClassifier:
-    """A freshly initialised classifier whose tokenizer is trained on `texts` (hf:PATH: its own)."""
+def build_classifier(
+    recipe: TrainingRecipe,
+    texts: list[str],
+    labels: list[str],
+    tokenizer: AnyTokenizer | None = None,
+    required_tokens: tuple[str, ...] = (),
+) -> TextClassifier:
+    """A freshly initialised classifier whose tokenizer is trained on `texts` (hf:PATH: its own), or is
+    the `tokenizer` given (reference models read exactly what the model they calibrate reads).
+    `required_tokens` (public words, such as a canary template's alphabet) join a learned vocabulary
+    whether or not the texts hold them."""
     family = recipe.arch_family
     if family == "hf":
         return load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
     kind = "word" if family == "cnn" else "wordpiece"
     assert recipe.vocab_size is not None, "a resolved recipe (with_hash_buckets) has its vocabulary size"
-    tokenizer: AnyTokenizer
-    if recipe.vocabulary == "hashed":  # data-independent: built without looking at `texts`
+    if tokenizer is None and recipe.vocabulary == "hashed":  # data-independent: built without looking at `texts`
         tokenizer = hashed_tokenizer(kind, recipe.vocab_size)
-    else:
-        tokenizer = train_tokenizer(kind, texts, recipe.vocab_size)
+    elif tokenizer is None:
+        tokenizer = train_tokenizer(kind, texts, recipe.vocab_size, required=required_tokens)
     pad_id = tokenizer.token_to_id(PAD)
     assert pad_id is not None, "every privaudit tokenizer has a padding token"
     vocab = tokenizer.get_vocab_size()
@@ -163,8 +171,11 @@ def fit(
     progress: Progress | None = None,
     description: str = "training",
     gradient_canaries: int = 0,
+    tokenizer: AnyTokenizer | None = None,
+    required_tokens: tuple[str, ...] = (),
 ) -> FittedModel:
-    """Train a fresh classifier on all of `train` with `recipe`.
+    """Train a fresh classifier on all of `train` with `recipe` (`tokenizer`, `required_tokens`: see
+    `build_classifier`).
 
     Seeded where that is safe: initialisation and non-DP shuffling follow `recipe.seed`. DP-SGD's noise and
     Poisson sampling come from operating-system entropy (never from the recorded seed), unless the recipe
@@ -175,7 +186,7 @@ def fit(
         raise PrivauditError("no training examples")
     recipe = recipe.resolved().with_hash_buckets(len(train))
     torch.manual_seed(recipe.seed)
-    classifier = build_classifier(recipe, train.texts, labels)
+    classifier = build_classifier(recipe, train.texts, labels, tokenizer, required_tokens)
     device = resolve_device(device)
     model = classifier.model.to(device)
     targets_all = classifier.label_ids(train.labels)

@@ -28,6 +28,23 @@ def test_templates_parse_and_count_their_secrets():
         parse_template("{digit}x1000000")  # refused at once, not after minutes of expanding it
 
 
+def test_a_learned_vocabulary_holds_every_symbol_of_the_template():
+    """The built-in {word} list is not in the demo data; the canary run's vocabulary adds the alphabet
+    (public) so every slot is one token, as ModIvA needs."""
+    from privaudit.attacks.modiva import slot_layout
+    from privaudit.demo import demo_dataset
+    from privaudit.recipe import TrainingRecipe
+    from privaudit.training import build_classifier
+
+    data = demo_dataset(100, seed=0)
+    template = parse_template("my password is {word} {word}")
+    recipe = TrainingRecipe().resolved()
+    with pytest.raises(PrivauditError, match="is not one token"):
+        slot_layout(build_classifier(recipe, data.texts, data.label_names), template)
+    classifier = build_classifier(recipe, data.texts, data.label_names, required_tokens=template.symbols)
+    assert len(slot_layout(classifier, template).positions) == 2
+
+
 def test_a_template_the_model_cannot_read_is_refused_before_training(run_cli, tmp_path):
     # The demo data are loaded (a second), nothing is trained: both refusals come from the settings.
     code, _, err = run_cli("canary", "--demo", "--template", "{digit}x33", "--report", tmp_path / "r")
@@ -40,19 +57,38 @@ def test_a_template_the_model_cannot_read_is_refused_before_training(run_cli, tm
 
 def test_plan_gives_shared_template_canaries_different_labels():
     labels = ["A", "B", "C", "D"]
-    plan = plan_canaries(parse_template(PIN), 8, [1, 4], labels, seed=1, audit=200, decoys=1)
+    plan = plan_canaries(parse_template(PIN), 4, [1, 4], labels, seed=1, audit=200, decoys=1)  # 4 per count
     exposure = [c for c in plan.canaries if c.role == "exposure"]
     assert sorted(c.label for c in exposure) == sorted(labels * 2)
     assert [c.repeat for c in exposure] == [1, 1, 1, 1, 4, 4, 4, 4]
+    # 4 canaries per count, 4 labels: no two of a count share a label in one run; the audit canaries: their own.
+    assert plan.runs == 2 and {c.run for c in plan.canaries if c.role == "audit"} == {1}
     audit = [c for c in plan.canaries if c.role == "audit"]
     assert 70 < sum(c.repeat for c in audit) < 130 and {c.repeat for c in audit} == {0, 1}
     assert len({c.secret for c in plan.canaries}) == len(plan.canaries)
-    inserted = plan.inserted()
-    assert len(inserted) == 4 * 1 + 4 * 4 + sum(c.repeat for c in audit) + 8
-    for text, _label in plan.decoys:
+    inserted = [len(plan.inserted(run)) for run in range(plan.runs)]
+    assert inserted == [4 * 1 + 4 * 4 + 8, sum(c.repeat for c in audit)]
+    for text, _label, _run in plan.decoys:
         assert text.startswith("my pin code is")
     row = exposure[0].to_dict(show_secret=False)
     assert row["secret"] is None and row["text"] is None and "secret_hash" not in row  # brute-forceable
+
+
+def test_canaries_sharing_a_label_and_a_repeat_count_go_to_different_training_runs():
+    labels = ["A", "B", "C"]
+    plan = plan_canaries(parse_template(PIN), 7, [1, 16], labels, seed=3, audit=10, decoys=1)
+    exposure = [c for c in plan.canaries if c.role == "exposure"]
+    assert plan.runs == 4  # ceil(7 / 3) runs, then one for the audit canaries
+    in_run = [(c.run, c.repeat, c.label) for c in exposure]
+    assert len(set(in_run)) == len(in_run)
+    assert {c.run for c in plan.canaries if c.role == "audit"} == {3}
+    assert sum(len(plan.inserted(run)) for run in range(plan.runs)) == (
+        7 * (1 + 16) + sum(c.repeat for c in plan.canaries if c.role == "audit") + len(plan.decoys)
+    )
+    for text, _, run in plan.decoys:  # a decoy trains with the canary it is the decoy of
+        assert text in plan.inserted(run).texts
+    one_label = plan_canaries(parse_template(PIN), 7, [1, 16], labels, seed=3, label="B")
+    assert one_label.runs == 1  # the user asked for one label: they share it (no audit canaries here)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +125,8 @@ def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
         "4",
         "--template",
         "my pin is {digit} {digit}",
+        "--references",
+        "1",
         "--max-exposure",
         "0.5",
         "--report",
@@ -101,7 +139,11 @@ def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
     assert "…" not in out and max(map(len, out.splitlines())) <= 80
     assert "ModIvA (vocabulary)" in out and "position acc. (alphabet)" in out
     doc = json.loads((report / "results.json").read_text())
-    assert [g["repeat"] for g in doc["by_repeat"]] == [1, 8]
+    assert [g["repeat"] for g in doc["by_repeat"]] == [1, 8] and [g["canaries"] for g in doc["by_repeat"]] == [2, 2]
+    for g in doc["by_repeat"]:  # every rate carries its exact interval, also the calibrated one
+        for rate in (g["enumeration_top1"], g["calibrated_top1"], g["modiva_alphabet"]["swap_extraction"]):
+            assert rate["trials"] == 2 and rate["interval"][0] <= rate["rate"] <= rate["interval"][1]
+    assert "1 reference models" in err and "x one target training" in " ".join(err.split())
     assert all(row["secret"] is None for row in doc["canaries"])
     assert "<svg" in (report / "report.html").read_text()
     code, md, err = run_cli("report", report / "results.json", "--format", "markdown")

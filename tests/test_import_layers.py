@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "attacks.shokri",
             "attacks.vocabulary",
             "canaries",
+            "canaries.calibration",
             "canaries.exposure",
             "canaries.generate",
             "canaries.templates",

@@ -97,6 +97,9 @@ def test_queries_are_cached_with_their_shadows(first_run, leaky_model, workdir):
     none = mia(leaky_model, MiaSettings(cache_dir=str(cache), **{**SHADOWS, "queries": 0})).to_dict()
     assert none["run"]["shadows_from_cache"] == 2
     assert not {"label-only", "lira-augmented", "rmia-augmented"} & set(none["attacks"])
+    # Shadow models and their outputs are as sensitive as the training data: owner-only, whatever the umask.
+    assert (cache / "shadows").stat().st_mode & 0o077 == 0
+    assert all(f.stat().st_mode & 0o077 == 0 for f in (cache / "shadows").iterdir())
     for model in (cache / "shadows").glob("*.model.pt"):
         model.unlink()
     again = mia(leaky_model, MiaSettings(cache_dir=str(cache), **{**SHADOWS, "queries": 3})).to_dict()

@@ -77,3 +77,41 @@ def test_modiva_finds_the_exact_maximiser_through_bert_input_embeddings():
     # relaxed stage alone is at most one digit off (a random guess gets a digit right 1 time in 10).
     assert result.swap_success and result.swap_position_accuracy == 1.0
     assert result.position_accuracy >= 2 / 3
+
+
+@pytest.fixture(scope="module")
+def public_favourite():
+    """Public data tie the PIN 5 5 5 5 to label Secret (30 rows every model sees); the canary 7 3 9 1 was
+    planted 8 times in the target only. Two reference models are trained on the public data alone."""
+    from privaudit.canaries.calibration import SecretScorer
+
+    t = parse_template(PIN)
+    rng = np.random.default_rng(1)
+    others = sorted({tuple(str(d) for d in rng.integers(0, 10, 4)) for _ in range(300)} - {("7", "3", "9", "1")})
+    public = demo_dataset(200, seed=3) + TextDataset(
+        [t.render(("5", "5", "5", "5"))] * 30 + [t.render(s) for s in others[:200]], ["Secret"] * 30 + ["Other"] * 200
+    )
+    planted = ("7", "3", "9", "1")
+    target_data = public + TextDataset([t.render(planted)] * 8, ["Secret"] * 8)
+    recipe = TrainingRecipe(epochs=10, dropout=0.0, seed=1)
+    target = fit(target_data, target_data.label_names, recipe).classifier
+    references = [
+        fit(public, target_data.label_names, recipe_seeded, tokenizer=target.tokenizer).classifier
+        for recipe_seeded in (TrainingRecipe(epochs=10, dropout=0.0, seed=s) for s in (2, 3))
+    ]
+    return SecretScorer(target, references, t), planted
+
+
+def test_calibration_ranks_the_planted_secret_above_what_every_model_favours(public_favourite):
+    scorer, planted = public_favourite
+    exposures = scorer.exposures(planted, "Secret")
+    # Confidence alone prefers the public favourite or a blend with it (the uncalibrated ceiling misses) ...
+    assert exposures["target"].rank > 1
+    # ... calibrated by models that never saw the canary, the planted secret comes first.
+    assert exposures["calibrated"].rank == 1
+    # ModIvA on the calibrated objective reads it out; on the target alone it cannot.
+    calibrated = modiva_extract(
+        scorer.target, scorer.template, planted, "Secret", steps=100, restarts=4, references=scorer.references
+    )
+    plain = modiva_extract(scorer.target, scorer.template, planted, "Secret", steps=100, restarts=4)
+    assert calibrated.swap_success and not plain.swap_success

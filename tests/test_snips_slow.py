@@ -68,7 +68,7 @@ def test_canaries_are_exposed_and_extracted_more_with_more_repeats(snips_train):
     groups = result["by_repeat"]
     assert groups[0]["exposure_mean"] < groups[-1]["exposure_mean"]
     best_at_16 = max(
-        groups[-1]["modiva_alphabet"]["extraction_rate"], groups[-1]["modiva_alphabet"]["swap_extraction_rate"]
+        groups[-1]["modiva_alphabet"]["extraction"]["rate"], groups[-1]["modiva_alphabet"]["swap_extraction"]["rate"]
     )
     assert best_at_16 >= 0.3 > 1000 * groups[-1]["chance"]
 
@@ -81,8 +81,7 @@ def test_dp_canaries_at_epsilon_1_are_not_extracted(snips_train):
     recipe = TrainingRecipe(arch="cnn", dp=DPSettings(target_epsilon=1.0))
     result = run_canary(CanarySettings(insert=20, repeats=[1, 4, 16]), data, recipe, "snips").to_dict()
     for group in result["by_repeat"]:
-        assert (
-            group["modiva_alphabet"]["extraction_rate"] == 0 and group["modiva_alphabet"]["swap_extraction_rate"] == 0
-        )
+        assert group["modiva_alphabet"]["extraction"]["rate"] == 0
+        assert group["modiva_alphabet"]["swap_extraction"]["rate"] == 0
     assert result["by_repeat"][0]["exposure_mean"] < 3  # a secret seen once: near the random 1.44 bits
     assert result["one_run"]["epsilon"] < result["theoretical"]["epsilon"] <= 1.0

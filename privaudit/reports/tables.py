@@ -81,7 +81,9 @@ def canary_header() -> list[str]:
         "repeat",
         "canaries",
         "exposure mean / max (bits)",
+        "calibrated exposure mean",
         "enumeration top-1",
+        "calibrated top-1",
         "ModIvA (alphabet)",
         "+ swaps",
         "ModIvA (vocabulary)",
@@ -92,20 +94,31 @@ def canary_header() -> list[str]:
     ]
 
 
+def rate_cell(rate: Doc | None) -> str:
+    """A rate over the group's canaries with its exact 95% interval."""
+    if rate is None:
+        return "- (no references)"
+    low, high = rate["interval"]
+    return f"{pct(rate['rate'])} [{100 * low:.0f}-{100 * high:.0f}%]"
+
+
 def canary_rows(doc: Doc) -> list[list[str]]:
     rows = []
     for g in doc["by_repeat"]:
         a, v = g["modiva_alphabet"], g["modiva_vocab"]
+        calibrated = g["calibrated_exposure_mean"]
         rows.append(
             [
                 str(g["repeat"]),
                 str(g["canaries"]),
                 f"{g['exposure_mean']:.2f} / {g['exposure_max']:.2f}",
-                pct(g["enumeration_top1_rate"]),
-                pct(a["extraction_rate"]),
-                pct(a["swap_extraction_rate"]),
-                pct(v["extraction_rate"]),
-                pct(v["swap_extraction_rate"]),
+                "-" if calibrated is None else f"{calibrated:.2f}",
+                rate_cell(g["enumeration_top1"]),
+                rate_cell(g["calibrated_top1"]),
+                rate_cell(a["extraction"]),
+                rate_cell(a["swap_extraction"]),
+                rate_cell(v["extraction"]),
+                rate_cell(v["swap_extraction"]),
                 pct(a["position_accuracy"]),
                 "-" if a["median_relaxed_rank"] is None else f"{a['median_relaxed_rank']:g}",
                 f"{g['chance']:.2g}",
@@ -163,8 +176,12 @@ def canary_intro(doc: Doc) -> str:
     return (
         f"Template '{t['text']}' ({t['space_size']:,} possible secrets), model `{doc['model']['arch']}` trained on "
         f"{doc['model']['data']} plus the canaries ({doc['decoys']} decoys); vocabulary {vocabulary(doc)}. "
-        f"Exposure of a secret the model never saw: about 1.44 bits. Extraction = the exact secret read out; "
-        f"enumeration top-1 = the true secret is the exact maximiser of the objective all the attacks optimise."
+        f"Exposure of a secret the model never saw: about 1.44 bits. Extraction = the exact secret read out, "
+        f"as a share of the row's canaries with an exact (Clopper-Pearson) 95% interval. Enumeration top-1 = "
+        f"the true secret is the model's favourite filling of the template (the ceiling of every method that "
+        f"ranks by the target's confidence); calibrated = ranked by how much more the target favours a secret "
+        f"than {doc['settings']['references']} reference models trained without the canaries, the objective "
+        f"ModIvA then optimises."
     )
 
 
