@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/privaudit train --demo --out out/demo.pt
 	$(BIN)/privaudit info out/demo.pt
 	$(BIN)/privaudit mia out/demo.pt --shadows 8 --report out/demo-mia
-	$(BIN)/privaudit canary --demo --insert 12 --repeat 1,4,16 --report out/demo-canary
+	$(BIN)/privaudit canary --demo --insert 7 --repeat 1,4,16 --report out/demo-canary
 
 # Style, types and the import-layer contract (tests/test_import_layers.py).
 lint: install

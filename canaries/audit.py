@@ -32,7 +32,7 @@ from privaudit.metrics import clopper_pearson
 from privaudit.options import comma_separated
 from privaudit.recipe import TrainingRecipe
 from privaudit.results import SCHEMA_VERSION, Gate, Headline
-from privaudit.training import FittedModel, fit
+from privaudit.training import FittedModel, build_classifier, fit
 from privaudit.versions import package_versions, run_section
 
 from .calibration import SecretScorer, train_references
@@ -205,10 +205,16 @@ def run_canary(
         settings.audit_canaries,
         settings.decoys,
     )
+    # Every run reads one vocabulary (the first run's: the template's words and, required, its alphabet),
+    # so one set of reference models calibrates them all and ModIvA's tokens mean the same in each. Built
+    # first, so that a symbol that is not one token is refused before any training.
+    first = data + plan.inserted(0)
+    vocabulary = build_classifier(
+        recipe.resolved().with_hash_buckets(len(first)), first.texts, labels, required_tokens=template.symbols
+    )
+    slot_layout(vocabulary, template)
     timings = {}
     start = time.perf_counter()
-    # Every run reads through run 0's vocabulary (it has the template's words and, required, its alphabet),
-    # so one set of reference models calibrates them all and ModIvA's tokens mean the same in each.
     runs: list[FittedModel] = []
     for run in range(plan.runs):
         runs.append(
@@ -221,14 +227,12 @@ def run_canary(
                 f"training with canaries (run {run + 1} of {plan.runs})",
                 # The white-box audit (gradient canaries) lives in the first run.
                 gradient_canaries=settings.gradient_canaries if recipe.dp is not None and run == 0 else 0,
-                tokenizer=runs[0].classifier.tokenizer if runs else None,
-                required_tokens=template.symbols,
+                tokenizer=vocabulary.tokenizer,
             )
         )
     timings["training_s"] = time.perf_counter() - start
     timings["training_s_per_run"] = timings["training_s"] / plan.runs
     fitted = runs[0]
-    slot_layout(fitted.classifier, template)  # every alphabet symbol must be a vocabulary token (else exit 2)
 
     start = time.perf_counter()
     references = train_references(data, labels, recipe, fitted.classifier, settings.references, device, progress)

@@ -24,6 +24,7 @@ audit_canaries = 20
 gradient_canaries = 2000
 modiva_steps = {modiva_steps}
 modiva_restarts = 4
+references = 1
 
 [tool.privaudit.thresholds]
 max_auc = 0.6
