@@ -26,7 +26,7 @@ from .headline import REPRODUCIBLE_WARNING
 from .manifest import AuditManifest, keyed_fingerprints, load_manifest, manifest_path, new_key, save_manifest
 from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
 from .recipe import TrainingRecipe
-from .results import Result
+from .results import SCHEMA_VERSION, Result
 from .shadows import default_cache_dir
 from .source import DataSource, demo_source, file_source, load_source
 from .training import train_target
@@ -270,7 +270,13 @@ def render_results(results: str | Path, fmt: str) -> str:
         raise PrivauditError(f"{path}: not a results.json ({exc})") from None
     if not isinstance(doc, dict) or "schema_version" not in doc or "kind" not in doc:
         raise PrivauditError(f"{path}: not a privaudit results file")
-    return render(doc, fmt)
+    try:
+        return render(doc, fmt)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:  # a damaged file, or an older schema's
+        raise PrivauditError(
+            f"{path}: a {doc['kind']!r} results file (schema {doc['schema_version']}) without the figures this "
+            f"privaudit (schema {SCHEMA_VERSION}) renders ({type(exc).__name__}: {exc}); rerun the audit"
+        ) from None
 
 
 __all__ = [

@@ -15,8 +15,10 @@ from typing import Any, Protocol
 # 2: membership inference gained lower bounds valid jointly over all attacks (`auc_lower_joint`, TPR rows'
 # `lower_joint`), `attack_notes`, the augmented and label-only attacks, full-precision scores, TPR
 # intervals that include the threshold's estimation; `lira-fixed` became `lira`; gate checks a `detail`.
-# Reports render either version.
-SCHEMA_VERSION = 2
+# 3: canary results: every extraction rate an object {rate, interval, successes, trials}; calibrated
+# exposure and top-1 (reference models); each canary's training `run`. Reports render membership results
+# of versions 2 and 3; an older canary file is refused with exit 2 (rerun the audit).
+SCHEMA_VERSION = 3
 
 
 @dataclass

@@ -148,6 +148,13 @@ def test_cli_canary_gate_and_report(run_cli, tiny_csv, tmp_path):
     assert "<svg" in (report / "report.html").read_text()
     code, md, err = run_cli("report", report / "results.json", "--format", "markdown")
     assert code == 0 and "| repeat |" in md
+    # A canary file of schema 2 (rates were bare numbers) is refused by name, not rendered as a crash.
+    for g in doc["by_repeat"]:
+        g["enumeration_top1_rate"] = g.pop("enumeration_top1")["rate"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**doc, "schema_version": 2}))
+    code, _, err = run_cli("report", old, "--format", "markdown")
+    assert code == 2 and "'canary' results file (schema 2)" in err and "rerun the audit" in err
 
 
 @pytest.mark.parametrize(
