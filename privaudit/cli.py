@@ -395,7 +395,7 @@ def canary(
             help="Models trained like the target without the canaries; extraction ranks secrets by how much more "
             "the target favours them (0: uncalibrated only)."
         ),
-    ] = 2,
+    ] = 0,
     max_exposure: MaxExposureOpt = None,
     max_extraction_rate: MaxExtractionOpt = None,
     max_empirical_epsilon: MaxEpsilonOpt = None,

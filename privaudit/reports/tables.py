@@ -173,15 +173,20 @@ def sampling_line(doc: Doc) -> str:
 
 def canary_intro(doc: Doc) -> str:
     t = doc["template"]
+    references = doc["settings"]["references"]
     return (
         f"Template '{t['text']}' ({t['space_size']:,} possible secrets), model `{doc['model']['arch']}` trained on "
         f"{doc['model']['data']} plus the canaries ({doc['decoys']} decoys); vocabulary {vocabulary(doc)}. "
         f"Exposure of a secret the model never saw: about 1.44 bits. Extraction = the exact secret read out, "
         f"as a share of the row's canaries with an exact (Clopper-Pearson) 95% interval. Enumeration top-1 = "
         f"the true secret is the model's favourite filling of the template (the ceiling of every method that "
-        f"ranks by the target's confidence); calibrated = ranked by how much more the target favours a secret "
-        f"than {doc['settings']['references']} reference models trained without the canaries, the objective "
-        f"ModIvA then optimises."
+        f"ranks by the target's confidence); "
+        + (
+            f"calibrated = ranked by how much more the target favours a secret than {references} reference models "
+            f"trained without the canaries, the objective ModIvA then optimises."
+            if references
+            else "calibrated: off (--references 0)."
+        )
     )
 
 
