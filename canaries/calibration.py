@@ -71,10 +71,6 @@ class SecretScorer:
     template: Template
     _tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
-    @property
-    def calibrated(self) -> bool:
-        return bool(self.references)
-
     def score(self, secrets: list[tuple[str, ...]], label: str) -> dict[str, np.ndarray]:
         """{"target": ..., "calibrated": ...} (the latter with references only), one value per secret."""
         target = candidate_scores(self.target, self.template, secrets, label)

@@ -172,10 +172,8 @@ def fit(
     description: str = "training",
     gradient_canaries: int = 0,
     tokenizer: AnyTokenizer | None = None,
-    required_tokens: tuple[str, ...] = (),
 ) -> FittedModel:
-    """Train a fresh classifier on all of `train` with `recipe` (`tokenizer`, `required_tokens`: see
-    `build_classifier`).
+    """Train a fresh classifier on all of `train` with `recipe` (and `tokenizer`: see `build_classifier`).
 
     Seeded where that is safe: initialisation and non-DP shuffling follow `recipe.seed`. DP-SGD's noise and
     Poisson sampling come from operating-system entropy (never from the recorded seed), unless the recipe
@@ -186,7 +184,7 @@ def fit(
         raise PrivauditError("no training examples")
     recipe = recipe.resolved().with_hash_buckets(len(train))
     torch.manual_seed(recipe.seed)
-    classifier = build_classifier(recipe, train.texts, labels, tokenizer, required_tokens)
+    classifier = build_classifier(recipe, train.texts, labels, tokenizer)
     device = resolve_device(device)
     model = classifier.model.to(device)
     targets_all = classifier.label_ids(train.labels)
