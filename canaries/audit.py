@@ -28,7 +28,7 @@ from privaudit.attacks.modiva import modiva_extract, slot_layout
 from privaudit.data import TextDataset
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
-from privaudit.metrics import clopper_pearson
+from privaudit.metrics import Rate
 from privaudit.options import comma_separated
 from privaudit.recipe import TrainingRecipe
 from privaudit.results import SCHEMA_VERSION, Gate, Headline
@@ -75,22 +75,6 @@ class CanarySettings:
             raise PrivauditError(
                 f"template {self.template!r}: {words} words, more than the model reads (--max-len {recipe.max_len})"
             )
-
-
-@dataclass
-class Rate:
-    """An extraction rate over a group of canaries, with its exact (Clopper-Pearson) 95% interval: with
-    20 canaries a rate is known to about +-20 points, and the interval says so."""
-
-    rate: float
-    interval: tuple[float, float]
-    successes: int
-    trials: int
-
-    @classmethod
-    def of(cls, outcomes: list[bool]) -> Rate:
-        k, n = int(sum(outcomes)), len(outcomes)
-        return cls(k / n, clopper_pearson(k, n), k, n)
 
 
 @dataclass

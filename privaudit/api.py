@@ -1,4 +1,4 @@
-"""The Python API behind the CLI commands `train`, `info`, `epsilon`, `mia`, `canary` and `report`
+"""The Python API behind the CLI commands `train`, `info`, `epsilon`, `mia`, `canary`, `sweep` and `report`
 (`privaudit audit`, which runs several of them from a config file: `privaudit.audit`).
 
 from privaudit.api import train
@@ -17,69 +17,20 @@ from privaudit.canaries.audit import CanaryResult, CanarySettings, run_canary
 
 from .accounting import ACCOUNTANTS, compute_epsilon
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
-from .bundle import ModelBundle, load_bundle, save_bundle
-from .data import file_sha256
+from .bundle import ModelBundle, load_bundle
 from .devices import resolve_device
 from .errors import PrivauditError
 from .gate import Thresholds, gate
 from .headline import REPRODUCIBLE_WARNING
-from .manifest import AuditManifest, keyed_fingerprints, load_manifest, manifest_path, new_key, save_manifest
+from .manifest import AuditManifest, load_manifest, manifest_path
 from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
 from .recipe import TrainingRecipe
 from .results import SCHEMA_VERSION, Result
 from .shadows import default_cache_dir
-from .source import DataSource, demo_source, file_source, load_source
-from .training import train_target
+from .source import load_source
+from .sweep import SweepResult, SweepSettings, run_sweep
+from .targets import resolve_source, save_model, train
 from .versions import package_versions
-
-
-def resolve_source(data: str | Path | None, text_col: str = "text", label_col: str = "label") -> DataSource:
-    """A file source for `data`, or the built-in demo data set when no file is given."""
-    return demo_source() if data is None else file_source(data, text_col, label_col)
-
-
-def train(
-    data: str | Path | DataSource | None,
-    recipe: TrainingRecipe,
-    out: str | Path | None = None,
-    device: str = "auto",
-    progress: Progress | None = None,
-    split_seed: int | None = None,
-) -> ModelBundle:
-    """Train on `data` (half held out as non-members by default); with `out`, save the model file and its
-    audit manifest beside it (save_model). The split is secret unless `split_seed` is given."""
-    source = data if isinstance(data, DataSource) else resolve_source(data)
-    dataset = load_source(source)
-    target = train_target(dataset, recipe, device, progress, split_seed)
-    key = new_key()
-    fingerprints = keyed_fingerprints(dataset, key)
-    bundle = ModelBundle(
-        classifier=target.fitted.classifier,
-        recipe=target.fitted.recipe,
-        training_examples=len(target.member_indices),
-        privacy=target.fitted.privacy,
-        metrics=target.metrics,
-        versions=package_versions(),
-        manifest=AuditManifest(
-            source,
-            key,
-            [fingerprints[i] for i in target.member_indices],
-            [fingerprints[i] for i in target.heldout_indices],
-        ),
-    )
-    if out is not None:
-        save_model(bundle, out)
-    return bundle
-
-
-def save_model(bundle: ModelBundle, path: str | Path) -> Path | None:
-    """The model file at `path` and, if the bundle has one, its audit manifest beside it (returned)."""
-    save_bundle(bundle, path)
-    if bundle.manifest is None:
-        return None
-    bundle.manifest.model_sha256 = file_sha256(path)
-    save_manifest(bundle.manifest, manifest_path(path))
-    return manifest_path(path)
 
 
 def bundle_summary(bundle: ModelBundle, manifest: AuditManifest | None = None) -> list[tuple[str, str]]:
@@ -238,6 +189,22 @@ def canary(
     return result
 
 
+def sweep(
+    data: str | Path | None,
+    settings: SweepSettings | None = None,
+    recipe: TrainingRecipe | None = None,
+    progress: Progress | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+) -> SweepResult:
+    """`privaudit sweep`: train and audit `recipe` (its DP settings replaced by each epsilon's) on `data` (None:
+    the built-in demo data set) at every epsilon of `settings`, then recommend the smallest epsilon that
+    meets the constraints (`result.recommended`; `result.gate` fails when none does)."""
+    return run_sweep(
+        resolve_source(data, text_col, label_col), recipe or TrainingRecipe(), settings or SweepSettings(), progress
+    )
+
+
 # What a --report folder holds: file name and format.
 REPORT_FILES = (("results.json", "json"), ("report.md", "markdown"), ("report.html", "html"))
 
@@ -287,6 +254,7 @@ __all__ = [
     "resolve_source",
     "mia",
     "canary",
+    "sweep",
     "write_results",
     "render_results",
     "demo_model",

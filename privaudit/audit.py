@@ -32,17 +32,18 @@ from .mia import MiaResult, MiaSettings
 from .recipe import TrainingRecipe, dp_options
 from .results import SCHEMA_VERSION, Gate, Headline
 from .shadows import default_cache_dir
+from .sweep import SweepResult, SweepSettings
 from .versions import package_versions
 
 
 @dataclass
 class AuditResult:
-    """What `privaudit audit` computed: one gated result per configured audit kind ("mia", "canary")."""
+    """What `privaudit audit` computed: one gated result per configured audit kind ("mia", "canary", "sweep")."""
 
     config: str
     model: str
     versions: dict[str, str]
-    sections: dict[str, MiaResult | CanaryResult]
+    sections: dict[str, MiaResult | CanaryResult | SweepResult]
     gate: Gate
     kind: str = field(default="audit", init=False)
 
@@ -92,11 +93,16 @@ def run_audit(
         if "repeat" in table:
             table["repeats"] = table.pop("repeat")
         canary_settings = CanarySettings(seed=config.seed, **table)
-    if model is None and config.train is not None:
+    recipe = None
+    if config.train is not None:
         train_table = dict(config.train)
         dp = train_table.pop("dp", None)
         dp_settings = dp_options(True, **dp) if dp is not None else None  # `dp = {}` is refused, not dropped
         recipe = TrainingRecipe(**train_table, seed=config.seed, dp=dp_settings)
+    sweep_settings = sweep_settings_from(config, cache_dir, device) if config.sweep is not None else None
+    sweep_data = data
+    audits_a_model = mia_settings is not None or canary_settings is not None
+    if audits_a_model and model is None and recipe is not None:
         if canary_settings is not None:
             canary_settings.check_fits(recipe)
         source = api.resolve_source(data)
@@ -107,13 +113,28 @@ def run_audit(
         if not model.is_file() or not manifest_path(model).is_file():
             api.train(source, recipe, out=model, device=device, progress=progress)
         data = None  # the model's audit manifest records its data
-    elif model is None:
+    elif audits_a_model and model is None:
         model = api.demo_model(cache_dir, progress)
-    if canary_settings is not None and Path(model).is_file():  # before the membership audit, not after
+    if canary_settings is not None and model is not None and Path(model).is_file():  # before the membership audit
         canary_settings.check_fits(load_bundle(model).recipe)
-    sections: dict[str, MiaResult | CanaryResult] = {}
+    sections: dict[str, MiaResult | CanaryResult | SweepResult] = {}
     if mia_settings is not None:
         sections["mia"] = api.mia(model, mia_settings, thresholds, data=data, progress=progress)
     if canary_settings is not None:
         sections["canary"] = api.canary(canary_settings, data, None, model, thresholds, device, progress)
-    return AuditResult(str(config.path), str(model), package_versions(), sections, combined(sections))
+    if sweep_settings is not None:
+        # The sweep trains its own models from the train table's recipe (its DP settings but the epsilon).
+        base = recipe or TrainingRecipe(seed=config.seed)
+        sections["sweep"] = api.sweep(sweep_data, sweep_settings, base, progress)
+    return AuditResult(str(config.path), str(model or ""), package_versions(), sections, combined(sections))
+
+
+def sweep_settings_from(config: AuditConfig, cache_dir: str, device: str) -> SweepSettings:
+    """The [tool.privaudit.sweep] table as SweepSettings (checked now, before any training)."""
+    table = dict(config.sweep or {})
+    canaries = table.pop("canaries", 0)
+    repeats = table.pop("repeat", [1, 4, 16])
+    canary = CanarySettings(canaries, repeats, seed=config.seed) if canaries else None
+    if "max_tpr_at_fpr" in table:
+        table["max_tpr_at_fpr"] = tuple(tuple(pair) for pair in table["max_tpr_at_fpr"])
+    return SweepSettings(**table, canary=canary, seed=config.seed, cache_dir=cache_dir, device=device)

@@ -131,3 +131,51 @@ def bench_whitebox(
             }
         )
     return rows
+
+
+def bench_sweep(
+    epsilons: list[float],
+    data: str | Path | None = None,
+    shadows: int = 4,
+    epochs: int = 20,
+    workers: int | None = None,
+    device: str = "auto",
+    progress=None,
+) -> dict:
+    """`privaudit bench sweep`: a sweep against the separate runs it replaces (for each epsilon, `privaudit
+    train --dp --target-epsilon E` then `privaudit mia --shadows K`), each from an empty cache, then the
+    same sweep again (every point cached). One after the other on the same machine: compare on an idle one."""
+    import tempfile
+
+    from .manifest import load_manifest, manifest_path
+    from .mia import MiaSettings, audit_set_from_manifest, run_mia
+    from .source import demo_source, file_source
+    from .sweep import SweepSettings, recipe_at, run_sweep
+    from .targets import train
+
+    source = demo_source() if data is None else file_source(data)
+    base = TrainingRecipe(epochs=epochs)
+    separate = []
+    with tempfile.TemporaryDirectory() as separate_cache, tempfile.TemporaryDirectory() as sweep_cache:
+        for epsilon in sorted(epsilons):
+            start = time.perf_counter()
+            model = Path(separate_cache) / f"model-{epsilon:g}.pt"
+            train(source, recipe_at(base, epsilon), out=model, device=device, progress=progress)
+            mia = MiaSettings(shadows=shadows, workers=workers, cache_dir=separate_cache, device=device)
+            audit = audit_set_from_manifest(load_manifest(manifest_path(model), model))
+            run_mia(model, mia, audit, progress=progress)
+            separate.append(time.perf_counter() - start)
+        settings = SweepSettings(epsilons, shadows, workers=workers, cache_dir=sweep_cache, device=device)
+        start = time.perf_counter()
+        run_sweep(source, base, settings, progress)
+        sweep_s = time.perf_counter() - start
+        start = time.perf_counter()
+        run_sweep(source, base, settings, progress)
+        rerun_s = time.perf_counter() - start
+    return {
+        "epsilons": sorted(epsilons),
+        "separate_s": separate,
+        "sweep_s": sweep_s,
+        "ratio": sweep_s / sum(separate),
+        "rerun_s": rerun_s,
+    }

@@ -479,6 +479,111 @@ def _print_canary(result: Result) -> None:
 
 
 @app.command()
+def sweep(
+    data: Annotated[
+        Optional[Path], typer.Argument(help="CSV, TSV or JSONL file of labelled texts (default: the demo data set).")
+    ] = None,
+    epsilons: Annotated[str, typer.Option(help="Comma-separated target epsilons; inf: without DP-SGD.")] = "1,4,inf",
+    arch: ArchOpt = "cnn",
+    epochs: EpochsOpt = 20,
+    batch_size: BatchSizeOpt = 64,
+    lr: LrOpt = None,
+    dropout: DropoutOpt = 0.1,
+    vocabulary: Annotated[
+        Optional[Vocabulary],
+        typer.Option(help="learned or hashed. Default: hashed at the DP epsilons, learned without DP."),
+    ] = None,
+    max_grad_norm: MaxGradNormOpt = 1.0,
+    delta: DeltaOpt = None,
+    accountant: AccountantOpt = PLD,
+    shadows: Annotated[int, typer.Option(help="Shadow models per epsilon (trained with its recipe).")] = 8,
+    attack: Annotated[Attack, typer.Option(help="The attack shown per epsilon and per group (all are gated).")] = LIRA,
+    queries: Annotated[int, typer.Option(help="Word-edit neighbours queried per example (0: none).")] = 4,
+    canaries: Annotated[
+        int, typer.Option(help="Canaries per repeat count for a canary audit at each epsilon (0: none).")
+    ] = 0,
+    repeat: Annotated[str, typer.Option(help="Canary insertion counts (with --canaries).")] = "1,4,16",
+    group_col: Annotated[
+        Optional[str], typer.Option(help="Column of the data to break the figures down by (default: the label).")
+    ] = None,
+    min_accuracy: Annotated[
+        Optional[float], typer.Option(help="Constraint: held-out accuracy at least this, overall and per group.")
+    ] = None,
+    max_tpr_at_fpr: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Constraint FPR:TPR, e.g. 0.01:0.05 (repeatable), overall and per group."),
+    ] = None,
+    text_col: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column of the labels.")] = "label",
+    seed: SeedOpt = 0,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
+    cache_dir: Annotated[
+        Optional[Path], typer.Option(help="Models, shadows and finished points (default ~/.cache/privaudit).")
+    ] = None,
+    report: ReportOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train and audit at several epsilons: accuracy, leakage and canary exposure, overall and per group.
+
+    With --min-accuracy and/or --max-tpr-at-fpr: the smallest epsilon meeting every constraint; exit 1 when
+    none does. Finished points are cached: an interrupted sweep resumes, a new epsilon trains only itself.
+    """
+    from . import api
+    from .canaries.audit import CanarySettings, parse_repeats
+    from .gate import parse_tpr_at_fpr
+    from .recipe import DPSettings
+    from .sweep import SweepSettings
+
+    check_outputs([output, *_report_files(report)], [data])
+    settings = SweepSettings(
+        epsilons=comma_separated(epsilons, float, "--epsilons", "1,4,inf"),
+        shadows=shadows,
+        attack=attack.value,
+        queries=queries,
+        canary=CanarySettings(canaries, parse_repeats(repeat), seed=seed) if canaries else None,
+        group_col=group_col,
+        min_accuracy=min_accuracy,
+        max_tpr_at_fpr=tuple(parse_tpr_at_fpr(t) for t in max_tpr_at_fpr or []),
+        seed=seed,
+        workers=workers,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        device=device,
+    )
+    recipe = TrainingRecipe(
+        arch,
+        epochs,
+        batch_size,
+        lr,
+        dropout=dropout,
+        vocabulary=vocabulary.value if vocabulary else None,
+        seed=seed,
+        dp=DPSettings(max_grad_norm, delta=delta, accountant=accountant.value),
+    )
+    with make_progress() as progress:
+        result = api.sweep(data, settings, recipe, progress, text_col, label_col)
+    _print_sweep(result)
+    api.write_results(result, report=report, output=output)
+    _exit_on_crossings(result)
+
+
+def _print_sweep(result: Result) -> None:
+    from .reports.tables import group_header, group_rows, sweep_header, sweep_rows, worst_off_lines
+
+    doc = result.to_dict()
+    print_table("privacy / utility / leakage by epsilon", sweep_header(doc), sweep_rows(doc))
+    print_table(f"by {doc['group_col']}", group_header(doc), group_rows(doc))
+    for line in worst_off_lines(doc):
+        out_console.print(line, highlight=False, markup=False)
+    _print_headlines(result)
+    err_console.print(
+        f"time: {doc['run']['timings']['sweep_s']:.1f} s ({doc['run']['points_from_cache']} of {len(doc['points'])} "
+        "points from cache)",
+        highlight=False,
+    )
+
+
+@app.command()
 def audit(
     config: Annotated[
         Optional[Path],
@@ -615,6 +720,37 @@ def bench_whitebox(
         f"canaries, 95% lower bounds",
         header,
         table_rows,
+    )
+
+
+@bench_app.command("sweep")
+def bench_sweep(
+    epsilons: Annotated[str, typer.Option(help="Comma-separated target epsilons; inf: without DP-SGD.")] = "1,4,inf",
+    data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
+    shadows: Annotated[int, typer.Option(help="Shadow models per epsilon.")] = 4,
+    epochs: EpochsOpt = 20,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """A sweep's wall time against the separate train + mia runs it replaces, and again from its cache."""
+    from .bench import bench_sweep as run
+
+    values = comma_separated(epsilons, float, "--epsilons", "1,4,inf")
+    with make_progress() as progress:
+        r = run(values, data, shadows, epochs, workers, device, progress)
+    labels = ", ".join("no DP" if v == float("inf") else f"{v:g}" for v in r["epsilons"])
+    print_table(
+        f"sweep over {labels} vs separate `train` + `mia --shadows {shadows}` runs, from empty caches",
+        ["separate runs s (each)", "separate runs s (total)", "sweep s", "ratio sweep / separate", "sweep again s"],
+        [
+            [
+                ", ".join(f"{s:.0f}" for s in r["separate_s"]),
+                f"{sum(r['separate_s']):.0f}",
+                f"{r['sweep_s']:.0f}",
+                f"{r['ratio']:.2f}",
+                f"{r['rerun_s']:.1f}",
+            ]
+        ],
     )
 
 

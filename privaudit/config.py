@@ -21,6 +21,13 @@
     repeat = [1, 4, 16]
     references = 2                   # models without the canaries, for calibrated extraction (default 0)
 
+    [tool.privaudit.sweep]           # train and audit at several epsilons (the train table's recipe otherwise)
+    epsilons = [1.0, 4.0, inf]       # inf: without DP-SGD
+    shadows = 4
+    group_col = "dialect"            # a column of `data` (default: the label)
+    min_accuracy = 0.85              # recommend the smallest epsilon meeting every constraint; fail if none does
+    max_tpr_at_fpr = [[0.01, 0.05]]
+
     [tool.privaudit.thresholds]
     max_auc = 0.6
     max_tpr_at_fpr = [[0.01, 0.05]]
@@ -51,6 +58,7 @@ _SCHEMA = {
         "train": dict,
         "mia": dict,
         "canary": dict,
+        "sweep": dict,
         "thresholds": dict,
     },
     "train": {
@@ -88,6 +96,18 @@ _SCHEMA = {
         "modiva_restarts": int,
         "references": int,
     },
+    "sweep": {
+        "epsilons": list,
+        "shadows": int,
+        "attack": str,
+        "queries": int,
+        "canaries": int,
+        "repeat": list,
+        "group_col": str,
+        "min_accuracy": float,
+        "max_tpr_at_fpr": list,
+        "workers": int,
+    },
     "thresholds": {
         "max_auc": float,
         "max_tpr_at_fpr": list,
@@ -110,6 +130,7 @@ class AuditConfig:
     train: dict | None = None
     mia: dict | None = None
     canary: dict | None = None
+    sweep: dict | None = None
     thresholds: dict = field(default_factory=dict)
 
 
@@ -164,10 +185,13 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
             dp_options(True, **config.train["dp"])
         except PrivauditError as exc:
             raise PrivauditError(f"{path}: [tool.privaudit.train] dp: {exc}") from None
-    if config.model is None and config.train is None and not config.demo:
+    audits_a_model = config.mia is not None or config.canary is not None
+    if audits_a_model and config.model is None and config.train is None and not config.demo:
         raise PrivauditError(f"{path}: [tool.privaudit] needs `model`, a [tool.privaudit.train] table, or demo = true")
-    if config.mia is None and config.canary is None:
-        raise PrivauditError(f"{path}: nothing to audit: add [tool.privaudit.mia] and/or [tool.privaudit.canary]")
+    if not audits_a_model and config.sweep is None:
+        raise PrivauditError(
+            f"{path}: nothing to audit: add [tool.privaudit.mia], [tool.privaudit.canary] and/or [tool.privaudit.sweep]"
+        )
     return config
 
 
@@ -189,10 +213,13 @@ def _validate(table: dict, where: str, path: Path) -> None:
             raise PrivauditError(f"{path}: `{name}` must be a {expected.__name__}, got {value!r}")
         if expected is dict:
             _validate(value, name, path)
-    if where == "thresholds" and "max_tpr_at_fpr" in table:
+    if where == "sweep" and "epsilons" in table:
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in table["epsilons"]):
+            raise PrivauditError(f"{path}: `sweep.epsilons` must be a list of numbers (inf: without DP-SGD)")
+    if where in ("thresholds", "sweep") and "max_tpr_at_fpr" in table:
         for pair in table["max_tpr_at_fpr"]:
             if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) for x in pair)):
-                raise PrivauditError(f"{path}: `thresholds.max_tpr_at_fpr` must be a list of [fpr, tpr] pairs")
-    if where == "canary" and "repeat" in table:
+                raise PrivauditError(f"{path}: `{where}.max_tpr_at_fpr` must be a list of [fpr, tpr] pairs")
+    if where in ("canary", "sweep") and "repeat" in table:
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in table["repeat"]):
-            raise PrivauditError(f"{path}: `canary.repeat` must be a list of integers")
+            raise PrivauditError(f"{path}: `{where}.repeat` must be a list of integers")

@@ -70,26 +70,11 @@ def require_data_file(path: str | Path) -> Path:
 
 def load_dataset(path: str | Path, text_col: str = "text", label_col: str = "label") -> TextDataset:
     """Read a CSV, TSV or JSONL file of labelled texts, with clear errors for every way it can be wrong."""
-    path = require_data_file(path)
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise PrivauditError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
-    try:
-        content = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PrivauditError(f"{path}: not valid UTF-8 text (byte {exc.start}): re-encode the file as UTF-8") from None
-    if not content.strip():
-        raise PrivauditError(f"{path}: the file is empty")
-    rows = _read_jsonl(path, content) if path.suffix.lower() == ".jsonl" else _read_delimited(path, content)
-    if not rows:
-        raise PrivauditError(f"{path}: the file has a header but no examples")
+    path, rows = _read_rows(path)
     texts, labels = [], []
     for line_no, row in rows:
         for column in (text_col, label_col):
-            if column not in row:
-                raise PrivauditError(
-                    f"{path}: no column {column!r} (columns: {', '.join(map(str, row))}); "
-                    f"choose others with --text-col / --label-col"
-                )
+            _require_column(path, row, column, "choose others with --text-col / --label-col")
         text, label = row[text_col], row[label_col]
         text = "" if text is None else str(text).strip()
         label = "" if label is None else str(label).strip()
@@ -103,6 +88,39 @@ def load_dataset(path: str | Path, text_col: str = "text", label_col: str = "lab
     if len(dataset.label_names) < 2:
         raise PrivauditError(f"{path}: only one class ({dataset.label_names[0]!r}); a classifier needs at least two")
     return dataset
+
+
+def load_column(path: str | Path, column: str) -> list[str]:
+    """One more column of a data file, row for row as `load_dataset` reads the examples (e.g. a group tag
+    for `privaudit sweep --group-col`); an empty cell reads as "(none)"."""
+    path, rows = _read_rows(path)
+    values = []
+    for _, row in rows:
+        _require_column(path, row, column, "choose another with --group-col")
+        value = "" if row[column] is None else str(row[column]).strip()
+        values.append(value or "(none)")
+    return values
+
+
+def _read_rows(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
+    path = require_data_file(path)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise PrivauditError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+    try:
+        content = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PrivauditError(f"{path}: not valid UTF-8 text (byte {exc.start}): re-encode the file as UTF-8") from None
+    if not content.strip():
+        raise PrivauditError(f"{path}: the file is empty")
+    rows = _read_jsonl(path, content) if path.suffix.lower() == ".jsonl" else _read_delimited(path, content)
+    if not rows:
+        raise PrivauditError(f"{path}: the file has a header but no examples")
+    return path, rows
+
+
+def _require_column(path: Path, row: dict, column: str, hint: str) -> None:
+    if column not in row:
+        raise PrivauditError(f"{path}: no column {column!r} (columns: {', '.join(map(str, row))}); {hint}")
 
 
 def _read_delimited(path: Path, content: str) -> list[tuple[int, dict]]:

@@ -160,6 +160,23 @@ def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tu
     return float(ci.low), float(ci.high)
 
 
+@dataclass
+class Rate:
+    """A rate over a handful of trials (canaries extracted, held-out examples classified right), with its
+    exact (Clopper-Pearson) 95% interval: over 20 trials a rate is known to about +-20 points, and the
+    interval says so."""
+
+    rate: float
+    interval: tuple[float, float]
+    successes: int
+    trials: int
+
+    @classmethod
+    def of(cls, outcomes) -> Rate:
+        k, n = int(sum(outcomes)), len(outcomes)
+        return cls(k / n if n else float("nan"), clopper_pearson(k, n), k, n)
+
+
 def bonferroni(confidence: float, count: int) -> float:
     """The confidence each of `count` bounds needs so that all of them hold together at `confidence`."""
     return 1 - (1 - confidence) / count

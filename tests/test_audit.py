@@ -3,13 +3,12 @@ the reports as a user sees them (the HTML opened in headless Chromium)."""
 
 import json
 import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import pytest
 from audit_configs import FULL, audit_via_cli, write_config
+from browser import open_in_chromium, screenshot, table_rows
 
 from privaudit.audit import run_audit
 from privaudit.config import load_config
@@ -58,82 +57,16 @@ def test_junit_file_has_one_case_per_threshold(leaky_audit):
     assert int(suite.get("failures")) == len(failed) >= 1
 
 
-class TableCells(HTMLParser):
-    """Rows of the table with a given id, as lists of cell texts."""
-
-    def __init__(self, table_id):
-        super().__init__()
-        self.table_id, self.depth, self.rows, self.cell = table_id, 0, [], None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table" and dict(attrs).get("id") == self.table_id:
-            self.depth = 1
-        elif self.depth and tag == "tr":
-            self.rows.append([])
-        elif self.depth and tag in ("td", "th"):
-            self.cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "table" and self.depth:
-            self.depth = 0
-        elif self.depth and tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append(self.cell.strip())
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
-
-
-def chromium():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs it (Debian package chromium)")
-        pytest.skip("chromium not installed (apt-get install chromium); CI installs it")
-    return path
-
-
 def test_html_report_renders_in_chromium_and_shows_the_json_figures(leaky_audit, tmp_path):
-    browser = chromium()
     _, folder = leaky_audit
     page = folder / "report" / "report.html"
-    flags = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    console_errors = [
-        line
-        for line in dom.stderr.splitlines()
-        if "CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
-    ]
-    assert console_errors == []
-    parser = TableCells("mia-summary")
-    parser.feed(dom.stdout)
+    dom = open_in_chromium(page, tmp_path)
     doc = json.loads((folder / "report" / "results.json").read_text())
-    rows = {row[0].replace(" (selected)", ""): row for row in parser.rows[1:]}
+    rows = {row[0].replace(" (selected)", ""): row for row in table_rows(dom, "mia-summary")[1:]}
     assert set(rows) == set(doc["sections"]["mia"]["attacks"])
     for name, figures in doc["sections"]["mia"]["attacks"].items():
         assert rows[name][1].startswith(f"{figures['auc']:.4f}")
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        flags + [f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri()], capture_output=True, check=True
-    )
-    assert shot.is_file() and shot.stat().st_size > 20_000
-    if os.environ.get("PRIVAUDIT_SCREENSHOT"):
-        shutil.copy(shot, os.environ["PRIVAUDIT_SCREENSHOT"])
+    screenshot(page, tmp_path)
 
 
 def test_config_found_in_pyproject_and_paths_relative_to_it(tmp_path, monkeypatch):

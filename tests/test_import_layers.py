@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("interface", {"__main__", "cli", "console"}),
     ("CI audit: several audits from one config", {"audit"}),
     ("facade", {"api", "bench"}),
+    ("sweep: train and audit at several epsilons", {"sweep"}),
     ("policy: the gate for every audit kind", {"gate"}),
     ("audit pipelines", {"mia", "canaries.audit"}),
     (
@@ -40,7 +41,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "shadows",
         },
     ),
-    ("training and model files", {"training", "bundle", "manifest"}),
+    ("training and model files", {"targets", "training", "bundle", "manifest"}),
     ("DP-SGD audit instruments, run inside training", {"canaries.gradient", "canaries.onerun"}),
     (
         "models, DP-SGD, data",

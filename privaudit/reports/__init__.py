@@ -6,7 +6,7 @@ holds it: reports can be rendered again from the file) to text. One module per f
 - `tables`: the rows and headers every format (and the terminal) shows, per audit kind;
 - `markdown`, `html` (with `svg`, the figures built as XML elements), `junit`, `jsondoc`.
 
-Each renderer handles the three kinds, "mia", "canary" and "audit" (which holds one section per kind).
+Each renderer handles the kinds "mia", "canary", "sweep" and "audit" (which holds one section per kind).
 The HTML is one self-contained file: inline SVG figures, inline CSS, no network resources. Markdown and
 HTML leave out the run's timings and timestamp, so the same run settings give the same report.
 """

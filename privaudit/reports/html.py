@@ -9,11 +9,24 @@ from typing import Any
 from privaudit.errors import PrivauditError
 
 from . import tables
-from .svg import canary_svg, epsilon_svg, roc_svg
+from .svg import (
+    canary_svg,
+    epsilon_svg,
+    roc_svg,
+    sweep_accuracy_svg,
+    sweep_epsilon_svg,
+    sweep_exposure_svg,
+    sweep_tpr_svg,
+)
 
 Doc = dict[str, Any]
 
-TITLES = {"mia": "privaudit membership-inference audit", "canary": "privaudit canary audit", "audit": "privaudit audit"}
+TITLES = {
+    "mia": "privaudit membership-inference audit",
+    "canary": "privaudit canary audit",
+    "sweep": "privaudit privacy / utility / leakage sweep",
+    "audit": "privaudit audit",
+}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -23,6 +36,7 @@ th:first-child, td:first-child { text-align: left; }
 .headline { font-size: 1.2em; padding: .6em; background: #f4f6fa; border-left: 4px solid #1f77b4; }
 .violation { border-left-color: #d62728; background: #fdecea; }
 .fail td { background: #fdecea; } .figures { display: flex; flex-wrap: wrap; gap: 2em; }
+.figures figure { margin: 0; }
 """
 
 
@@ -51,6 +65,8 @@ def _section(doc: Doc, level: int, ids: str) -> str:
         return _mia(doc, level, ids)
     if doc.get("kind") == "canary":
         return _canary(doc, level, ids)
+    if doc.get("kind") == "sweep":
+        return _sweep(doc, level, ids)
     raise PrivauditError(f"cannot render a result of kind {doc.get('kind')!r}")
 
 
@@ -106,4 +122,31 @@ def _canary(doc: Doc, level: int, ids: str) -> str:
 <figure><figcaption>Exposure (as a fraction of the secret's bits) and extraction rate by repeat count</figcaption>
 {canary_svg(doc)}</figure>
 <p>privaudit {escape(doc["versions"].get("privaudit", ""))}.</p>
+"""
+
+
+def _figure(caption: str, svg: str) -> str:
+    return f"<figure><figcaption>{escape(caption)}</figcaption>{svg}</figure>"
+
+
+def _sweep(doc: Doc, level: int, ids: str) -> str:
+    figures = [
+        _figure("Held-out accuracy (95% intervals) against epsilon", sweep_accuracy_svg(doc)),
+        _figure("Empirical epsilon (95% lower bound) against theoretical epsilon", sweep_epsilon_svg(doc)),
+        _figure(f"TPR at low FPR ({doc['settings']['attack']}, 95% intervals) against epsilon", sweep_tpr_svg(doc)),
+    ]
+    if doc["settings"]["canary"] is not None:
+        figures.append(_figure("Mean canary exposure against epsilon", sweep_exposure_svg(doc)))
+    worst = "".join(f"<li>{escape(line)}</li>" for line in tables.worst_off_lines(doc))
+    return f"""<h{level}>privaudit privacy / utility / leakage sweep</h{level}>
+{_headline(doc, ids)}
+<p>Model <code>{escape(doc["recipe"]["arch"])}</code> on {escape(doc["data"])};
+{doc["settings"]["shadows"]} shadow models per epsilon.</p>
+{html_table(f"{ids}points", tables.sweep_header(doc), tables.sweep_rows(doc))}
+<div class="figures">{"".join(figures)}</div>
+{_gate(doc, level + 1, ids)}
+<h{level + 1}>By {escape(doc["group_col"])}</h{level + 1}>
+<ul id="{ids}worst">{worst}</ul>
+{html_table(f"{ids}groups", tables.group_header(doc), tables.group_rows(doc))}
+<p>{escape(tables.SWEEP_FOOTNOTE)} privaudit {escape(doc["versions"].get("privaudit", ""))}.</p>
 """

@@ -41,6 +41,8 @@ def _section(doc: Doc, level: int) -> str:
         return _mia(doc, level)
     if doc.get("kind") == "canary":
         return _canary(doc, level)
+    if doc.get("kind") == "sweep":
+        return _sweep(doc, level)
     raise PrivauditError(f"cannot render a result of kind {doc.get('kind')!r}")
 
 
@@ -99,3 +101,22 @@ def _canary(doc: Doc, level: int) -> str:
         lines += ["", tables.sampling_line(doc)]
     lines += _gate(doc, level + 1)
     return "\n".join(lines + [""])
+
+
+def _sweep(doc: Doc, level: int) -> str:
+    h = "#" * level
+    lines = [
+        f"{h} privaudit privacy / utility / leakage sweep",
+        "",
+        f"**{md_text(doc['headline']['text'])}**",
+        "",
+        f"Model: `{doc['recipe']['arch']}` on {md_text(doc['data'])}; {doc['settings']['shadows']} shadow models "
+        "per epsilon.",
+        "",
+        *md_table(tables.sweep_header(doc), tables.sweep_rows(doc)),
+    ]
+    lines += _gate(doc, level + 1)
+    lines += ["", f"{h}# By {md_text(doc['group_col'])}", ""]
+    lines += [f"- {md_text(line)}" for line in tables.worst_off_lines(doc)]
+    lines += ["", *md_table(tables.group_header(doc), tables.group_rows(doc)), "", tables.SWEEP_FOOTNOTE, ""]
+    return "\n".join(lines)
