@@ -57,7 +57,7 @@ from .source import DataSource, load_source
 from .targets import train
 from .versions import package_versions, run_section
 
-POINT_FORMAT = 1  # a point written by another format is computed again, not read
+POINT_FORMAT = 2  # a point written by another format is computed again (from its cached models), not read
 # A group needs this many members and this many held-out examples for its figures to be shown: below it an
 # AUC's interval spans most of [0, 1] and an accuracy's +-20 points.
 MIN_GROUP_EXAMPLES = 25
@@ -130,11 +130,14 @@ def recipe_at(base: TrainingRecipe, epsilon: float) -> TrainingRecipe:
 
 @dataclass
 class GroupFigures:
-    """One group at one epsilon. Figures are None for a group too small to support them (`too_small`)."""
+    """One group at one epsilon. Figures are None for a group too small to support them (`too_small`), and
+    so is its split into members and held-out examples: a group of one would otherwise show whether its
+    one example was a member, in a report meant to be shared."""
 
     group: str
-    members: int
-    heldout: int
+    examples: int
+    members: int | None
+    heldout: int | None
     accuracy: metrics.Rate | None  # held-out accuracy
     auc: float | None
     auc_ci: tuple[float, float] | None
@@ -155,6 +158,7 @@ class GroupFigures:
     def from_dict(cls, d: dict[str, Any]) -> GroupFigures:
         return cls(
             d["group"],
+            d["examples"],
             d["members"],
             d["heldout"],
             _rate(d["accuracy"]) if d["accuracy"] else None,
@@ -468,13 +472,14 @@ def group_figures(
         inside = tags == tag
         members, heldout = int((inside & is_member).sum()), int((inside & ~is_member).sum())
         if min(members, heldout) < MIN_GROUP_EXAMPLES:
-            figures.append(GroupFigures(tag, members, heldout, None, None, None, [], True))
+            figures.append(GroupFigures(tag, members + heldout, None, None, None, None, None, [], True))
             continue
         s, m = scores[inside], is_member[inside]
         aucs = metrics.auc_bootstrap(s, m, 1000, seed=settings.seed)
         figures.append(
             GroupFigures(
                 tag,
+                members + heldout,
                 members,
                 heldout,
                 metrics.Rate.of(correct[inside & ~is_member]),

@@ -91,7 +91,9 @@ def test_the_planted_group_is_named_worst_off_and_small_groups_are_flagged(first
     plain = doc["points"][1]
     groups = {g["group"]: g for g in plain["groups"]}
     assert set(groups) == {"common", "planted", "rare"}
-    assert groups["rare"]["too_small"] and groups["rare"]["accuracy"] is None and groups["rare"]["auc"] is None
+    rare = groups["rare"]
+    assert rare["too_small"] and rare["accuracy"] is None and rare["auc"] is None and rare["examples"] == 6
+    assert rare["members"] is None and rare["heldout"] is None  # its split would tell who was a member
     assert plain["worst_off"] == {"accuracy": "planted", "leakage": "planted"}
     assert "epsilon no DP: lowest held-out accuracy in dialect 'planted'; most membership leakage (AUC) in" in out
     for g in (groups["common"], groups["planted"]):

@@ -255,10 +255,11 @@ def group_rows(doc: Doc) -> list[list[str]]:
     rows = []
     for p in doc["points"]:
         for g in p["groups"]:
-            size = f"{g['members']} / {g['heldout']}"
             if g["too_small"]:
+                size = f"{g['examples']} in all"
                 rows.append([p["label"], g["group"], size, "too few examples to measure", "-", "-"])
                 continue
+            size = f"{g['members']} / {g['heldout']}"
             tpr = next(row for row in g["tpr_at_fpr"] if abs(row["fpr"] - 0.01) < 1e-12)
             rows.append(
                 [
