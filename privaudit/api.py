@@ -23,13 +23,14 @@ from .errors import PrivauditError
 from .gate import Thresholds, gate
 from .headline import REPRODUCIBLE_WARNING
 from .manifest import AuditManifest, load_manifest, manifest_path
-from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia
+from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia, user_target
 from .recipe import TrainingRecipe
 from .results import SCHEMA_VERSION, Result
 from .shadows import default_cache_dir
 from .source import load_source
 from .sweep import SweepResult, SweepSettings, run_sweep
 from .targets import resolve_source, save_model, train
+from .usermodel import CodeRef
 from .versions import package_versions
 
 
@@ -122,21 +123,32 @@ def mia(
     progress: Progress | None = None,
     base_model: str | Path | None = None,
     manifest: str | Path | None = None,
+    loader: str | None = None,
+    trainer: str | None = None,
+    code_folder: str | Path | None = None,
 ) -> MiaResult:
     """`privaudit mia`: run every membership-inference attack and check the gate's thresholds.
 
     `model` is a bundle, whose members the audit manifest beside it names (or `manifest`), or a fine-tuned
     Hugging Face directory (with `members`/`nonmembers` files and, for shadow models, `base_model`: the
-    checkpoint it was fine-tuned from)."""
+    checkpoint it was fine-tuned from). With `loader` ("package.module:function", found on the Python path
+    or in `code_folder`), the model is the user's own (`privaudit.usermodel`): `loader(model)` (or `loader()`)
+    returns it, `trainer` trains its shadow models, and `members`/`nonmembers` name its audit set."""
     settings = settings or MiaSettings()
     settings.validate()  # before any training, as is the device:
     resolve_device(settings.device)
+    if (members is None) != (nonmembers is None):
+        raise PrivauditError("--members and --nonmembers go together")
+    if loader is not None:
+        return _mia_of_user_model(
+            model, settings, thresholds, members, nonmembers, population, progress, loader, trainer, code_folder
+        )
+    if trainer is not None:
+        raise PrivauditError("--trainer trains shadow models of your own model: give --loader too")
     if demo:
         model = demo_model(settings.cache_dir, progress)
     if model is None:
         raise PrivauditError("give a model file or demo=True")
-    if (members is None) != (nonmembers is None):
-        raise PrivauditError("--members and --nonmembers go together")
     if Path(model).is_dir():
         if members is None:
             raise PrivauditError(f"{model} is a Hugging Face directory: give --members and --nonmembers")
@@ -154,6 +166,34 @@ def mia(
         audit_set = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)
     result = run_mia(bundle, settings, audit_set, population=population, progress=progress)
     result.model["path"] = str(model)
+    gate(result, thresholds or Thresholds())
+    return result
+
+
+def _mia_of_user_model(
+    model: str | Path | None,
+    settings: MiaSettings,
+    thresholds: Thresholds | None,
+    members: str | Path | None,
+    nonmembers: str | Path | None,
+    population: str | Path | None,
+    progress: Progress | None,
+    loader: str,
+    trainer: str | None,
+    code_folder: str | Path | None,
+) -> MiaResult:
+    if members is None or nonmembers is None:
+        raise PrivauditError("your own model's audit set: give --members and --nonmembers (files of labelled texts)")
+    if settings.shadows >= 2 and trainer is None:
+        raise PrivauditError(
+            "shadow models are trained by your own trainer, as the target was: give --trainer package.module:function "
+            "(or --shadows 0 for the attacks that need none)"
+        )
+    folder = str(Path(code_folder or Path.cwd()).resolve())
+    audit_set = audit_set_from_files(members, nonmembers)  # the files are checked before the user's code runs
+    target = user_target(CodeRef(loader, folder), CodeRef(trainer, folder) if trainer else None, model)
+    result = run_mia(target, settings, audit_set, population=population, progress=progress)
+    result.model["path"] = None if model is None else str(model)
     gate(result, thresholds or Thresholds())
     return result
 

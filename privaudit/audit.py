@@ -102,7 +102,9 @@ def run_audit(
     sweep_settings = sweep_settings_from(config, cache_dir, device) if config.sweep is not None else None
     sweep_data = data
     audits_a_model = mia_settings is not None or canary_settings is not None
-    if audits_a_model and model is None and recipe is not None:
+    # privaudit finds or trains the model, unless the user's own loader does (given `model`, if any).
+    needs_a_model = audits_a_model and config.target is None
+    if needs_a_model and model is None and recipe is not None:
         if canary_settings is not None:
             canary_settings.check_fits(recipe)
         source = api.resolve_source(data)
@@ -113,12 +115,24 @@ def run_audit(
         if not model.is_file() or not manifest_path(model).is_file():
             api.train(source, recipe, out=model, device=device, progress=progress)
         data = None  # the model's audit manifest records its data
-    elif audits_a_model and model is None:
+    elif needs_a_model and model is None:
         model = api.demo_model(cache_dir, progress)
     if canary_settings is not None and model is not None and Path(model).is_file():  # before the membership audit
         canary_settings.check_fits(load_bundle(model).recipe)
     sections: dict[str, MiaResult | CanaryResult | SweepResult] = {}
-    if mia_settings is not None:
+    if mia_settings is not None and config.target is not None:  # the user's own model and trainer
+        sections["mia"] = api.mia(
+            overrides.get("model") or config.model,
+            mia_settings,
+            thresholds,
+            members=config.target.get("members"),
+            nonmembers=config.target.get("nonmembers"),
+            progress=progress,
+            loader=config.target["loader"],
+            trainer=config.target.get("trainer"),
+            code_folder=Path(config.path).parent,
+        )
+    elif mia_settings is not None:
         sections["mia"] = api.mia(model, mia_settings, thresholds, data=data, progress=progress)
     if canary_settings is not None:
         sections["canary"] = api.canary(canary_settings, data, None, model, thresholds, device, progress)

@@ -239,10 +239,19 @@ def mia(
     model: Annotated[
         Optional[Path],
         typer.Argument(
-            help="A model bundle written by `privaudit train`, or a fine-tuned Hugging Face directory (with --members)."
+            help="A model bundle written by `privaudit train`, a fine-tuned Hugging Face directory (with --members), "
+            "or what --loader loads."
         ),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Audit a model trained on the built-in demo data.")] = False,
+    loader: Annotated[
+        Optional[str],
+        typer.Option(help="Your own model: package.module:function returning it, called with MODEL (if given)."),
+    ] = None,
+    trainer: Annotated[
+        Optional[str],
+        typer.Option(help="Your own trainer for shadow models: package.module:function(texts, labels, seed)."),
+    ] = None,
     base_model: Annotated[
         Optional[Path],
         typer.Option(
@@ -284,8 +293,8 @@ def mia(
     from .gate import Thresholds, parse_tpr_at_fpr
     from .mia import MiaSettings
 
-    if sum([model is not None, demo]) != 1:
-        raise PrivauditError("give a model file or --demo (exactly one)")
+    if demo == (model is not None or loader is not None):
+        raise PrivauditError("give a model file (or --loader) or --demo (exactly one)")
     check_outputs([output, *_report_files(report)], [model, data, members, nonmembers, population, manifest])
     settings = MiaSettings(
         attack.value,
@@ -312,6 +321,8 @@ def mia(
             progress=progress,
             base_model=base_model,
             manifest=manifest,
+            loader=loader,
+            trainer=trainer,
         )
     _print_mia(result)
     api.write_results(result, report=report, output=output)

@@ -5,6 +5,12 @@
     data = "train.csv"               # optional: the training data, if it moved (and the canary data)
     seed = 0
 
+    [tool.privaudit.target]          # or your own model and trainer (privaudit.usermodel), by import path
+    loader = "mypkg.audit:load_model"  # called with `model` (if given); modules found beside this file too
+    trainer = "mypkg.audit:train"
+    members = "members.csv"
+    nonmembers = "nonmembers.csv"
+
     [tool.privaudit.train]           # how to train the model when `model` is not given
     arch = "cnn"
     epochs = 20
@@ -47,7 +53,7 @@ from pathlib import Path
 from .errors import PrivauditError
 from .recipe import dp_options
 
-_SCHEMA = {
+_SCHEMA: dict[str, dict[str, type]] = {
     "": {
         "model": str,
         "data": str,
@@ -59,6 +65,7 @@ _SCHEMA = {
         "mia": dict,
         "canary": dict,
         "sweep": dict,
+        "target": dict,
         "thresholds": dict,
     },
     "train": {
@@ -96,6 +103,7 @@ _SCHEMA = {
         "modiva_restarts": int,
         "references": int,
     },
+    "target": {"loader": str, "trainer": str, "members": str, "nonmembers": str},
     "sweep": {
         "epsilons": list,
         "shadows": int,
@@ -131,6 +139,7 @@ class AuditConfig:
     mia: dict | None = None
     canary: dict | None = None
     sweep: dict | None = None
+    target: dict | None = None  # the user's own model: loader, trainer, members, nonmembers
     thresholds: dict = field(default_factory=dict)
 
 
@@ -179,6 +188,17 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
         config.data = str(base / config.data)
     if config.cache_dir is not None:
         config.cache_dir = str(base / config.cache_dir)
+    if config.target is not None:
+        if "loader" not in config.target:
+            raise PrivauditError(f"{path}: [tool.privaudit.target] needs `loader` (package.module:function)")
+        for key in ("members", "nonmembers"):
+            if key in config.target:
+                config.target[key] = str(base / config.target[key])
+        if config.canary is not None:
+            raise PrivauditError(
+                f"{path}: the canary audit retrains with privaudit's own trainer; with [tool.privaudit.target] "
+                "audit your model with [tool.privaudit.mia]"
+            )
     if config.train is not None and "dp" in config.train:
         # `dp = {}` or both noise settings: refused here, as the CLI refuses them, never trained without DP.
         try:
@@ -186,7 +206,7 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
         except PrivauditError as exc:
             raise PrivauditError(f"{path}: [tool.privaudit.train] dp: {exc}") from None
     audits_a_model = config.mia is not None or config.canary is not None
-    if audits_a_model and config.model is None and config.train is None and not config.demo:
+    if audits_a_model and config.model is None and config.train is None and not config.demo and not config.target:
         raise PrivauditError(f"{path}: [tool.privaudit] needs `model`, a [tool.privaudit.train] table, or demo = true")
     if not audits_a_model and config.sweep is None:
         raise PrivauditError(

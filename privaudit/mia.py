@@ -32,6 +32,7 @@ from privaudit.attacks.lira import PER_EXAMPLE_MIN_SHADOWS, fallback_examples, v
 from . import metrics
 from .accounting import PrivacyGuarantee, default_delta
 from .bundle import ModelBundle, load_bundle
+from .classifier import TextClassifier
 from .data import TextDataset, load_dataset
 from .devices import resolve_device
 from .errors import PrivauditError
@@ -39,10 +40,12 @@ from .headline import epsilon_headline
 from .manifest import AuditManifest, keyed_fingerprints, new_key
 from .queries import flatten
 from .queries import neighbours as query_neighbours
+from .recipe import TrainingRecipe
 from .results import SCHEMA_VERSION, Gate, Headline
 from .shadows import default_cache_dir, default_workers, train_shadows
 from .source import file_source, load_source
 from .tokenization import vocabulary_misses
+from .usermodel import CodeRef, UserModel, UserTrainer, load_user_model
 from .versions import package_versions, run_section
 
 
@@ -81,6 +84,49 @@ class MiaSettings:
             for name, spec in ATTACKS.items()
             if (self.shadows >= 2 or not spec.needs_shadows) and (self.queries > 0 or not spec.needs_queries)
         ]
+
+
+@dataclass
+class AuditTarget:
+    """What membership inference audits: a model's outputs (`classifier`: labels, label_ids, logits and a
+    tokenizer or None), how to train models like it (`trainer`: privaudit's recipe, the user's trainer, or
+    None when no shadow model may be trained), its theoretical guarantee, and what results say of it."""
+
+    classifier: TextClassifier | UserModel
+    trainer: TrainingRecipe | UserTrainer | None
+    privacy: PrivacyGuarantee | None
+    description: dict[str, Any]  # results.json's "model": arch, recipe, vocabulary, metrics
+
+    @classmethod
+    def of_bundle(cls, bundle: ModelBundle) -> AuditTarget:
+        recipe = bundle.recipe
+        return cls(
+            bundle.classifier,
+            recipe,
+            bundle.privacy,
+            {
+                "arch": recipe.arch,
+                "recipe": recipe.to_dict(),
+                "vocabulary": recipe.vocabulary_description(),
+                "metrics": bundle.metrics,
+            },
+        )
+
+
+def user_target(loader: CodeRef, trainer: CodeRef | None = None, path: str | Path | None = None) -> AuditTarget:
+    """The user's own model (`privaudit.usermodel`), with their trainer for shadow models."""
+    model = load_user_model(loader, path)
+    return AuditTarget(
+        model,
+        UserTrainer(trainer) if trainer is not None else None,
+        model.privacy(),
+        {
+            "arch": f"your model ({loader.spec})",
+            "recipe": {"trainer": trainer.spec} if trainer is not None else None,
+            "vocabulary": "your model's own tokenizer (not inspected: the vocabulary attack has nothing to read)",
+            "metrics": {},
+        },
+    )
 
 
 @dataclass
@@ -228,7 +274,7 @@ class MiaResult:
 
 
 def run_mia(
-    model: str | Path | ModelBundle,
+    model: str | Path | ModelBundle | AuditTarget,
     settings: MiaSettings | None = None,
     audit: AuditSet | None = None,
     population: str | Path | None = None,
@@ -238,7 +284,10 @@ def run_mia(
     settings = settings or MiaSettings()
     settings.validate()
     settings = replace(settings, device=resolve_device(settings.device))  # results record the device used
-    bundle = model if isinstance(model, ModelBundle) else load_bundle(model, settings.device)
+    if isinstance(model, AuditTarget):
+        target = model
+    else:
+        target = AuditTarget.of_bundle(model if isinstance(model, ModelBundle) else load_bundle(model, settings.device))
     if audit is None:
         raise PrivauditError("no audit set: give the model's audit manifest, or --members and --nonmembers")
     if population is not None:
@@ -246,7 +295,7 @@ def run_mia(
         audit = AuditSet(audit.population + extra, audit.n_members, audit.n_nonmembers, audit.source)
     if audit.n_members == 0 or audit.n_nonmembers == 0:
         raise PrivauditError("the audit needs at least one member and one non-member")
-    classifier = bundle.classifier
+    classifier = target.classifier
     labels = classifier.label_ids(audit.population.labels).cpu().numpy()  # names unknown labels, exit 2
     timings = {}
 
@@ -254,10 +303,12 @@ def run_mia(
     needs_shadows = settings.shadows >= 2  # else only the attacks that need no shadow model run
     neighbours = query_neighbours(audit.population.texts, settings.queries, settings.seed)
     if needs_shadows:
+        if target.trainer is None:
+            raise PrivauditError("shadow models need a trainer: give --trainer (or --shadows 0 --attack loss)")
         pool = train_shadows(
             audit.population,
             classifier.labels,
-            bundle.recipe,
+            target.trainer,
             settings.shadows,
             settings.seed,
             Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(),
@@ -290,7 +341,9 @@ def run_mia(
         shadow_logits,
         shadow_in,
         reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
-        vocabulary_misses=vocabulary_misses(classifier.tokenizer, audit.population.texts),
+        vocabulary_misses=(
+            None if classifier.tokenizer is None else vocabulary_misses(classifier.tokenizer, audit.population.texts)
+        ),
         target_query_logits=target_query_logits,
         shadow_query_logits=shadow_query_logits,
     )
@@ -299,7 +352,7 @@ def run_mia(
     timings["scoring_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    privacy = bundle.privacy
+    privacy = target.privacy
     delta = privacy.delta if privacy else default_delta(audit.n_members)
     is_member = audit.is_member
     joint_confidence = metrics.bonferroni(0.95, len(scores))
@@ -310,12 +363,9 @@ def run_mia(
     fingerprints = keyed_fingerprints(audit.population.subset(range(n_audit)), audit.key)
     return MiaResult(
         model={
-            "path": None if isinstance(model, ModelBundle) else str(model),
-            "arch": bundle.recipe.arch,
-            "recipe": bundle.recipe.to_dict(),
-            "vocabulary": bundle.recipe.vocabulary_description(),
+            "path": None if isinstance(model, (ModelBundle, AuditTarget)) else str(model),
+            **target.description,
             "data": audit.source,
-            "metrics": bundle.metrics,
         },
         settings=settings,
         versions=package_versions(),

@@ -12,6 +12,7 @@ faster than one process using both cores.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -31,6 +32,7 @@ from .data import TextDataset
 from .errors import PrivauditError
 from .fileio import atomic_path
 from .recipe import TrainingRecipe
+from .usermodel import CodeRef, UserTrainer
 
 CACHE_FORMAT = 2  # 2: logits files carry a SHA-256 digest (entries of format 1 are not reused)
 
@@ -63,11 +65,12 @@ def inclusion_matrix(n: int, k: int, seed: int) -> np.ndarray:
     return ranks < n_in[None, :]
 
 
-def _cache_key(recipe: TrainingRecipe, population_digest: str, labels: list[str], members: np.ndarray) -> str:
+def _cache_key(trainer: dict, population_digest: str, labels: list[str], members: np.ndarray) -> str:
+    """`trainer`: the shadow's recipe (a dict), or the user's trainer identity and seed."""
     payload = json.dumps(
         {
             "format": CACHE_FORMAT,
-            "recipe": recipe.to_dict(),
+            "recipe": trainer,
             "population": population_digest,
             "labels": labels,
             "members": hashlib.sha256(np.packbits(members).tobytes()).hexdigest(),
@@ -105,37 +108,45 @@ class ShadowEntry:
     queries: Path | None  # its logits on the query neighbours asked for now
 
 
-def _train(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> str:
+def _train(how: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> str:
+    """Train one shadow: `how` is {"recipe": a recipe's dict} or {"trainer", "folder", "seed"} (the user's)."""
     from .training import fit
 
     population: TextDataset = _WORKER["population"]
-    recipe = TrainingRecipe.from_dict(recipe_dict)
-    fitted = fit(population.subset(np.flatnonzero(members)), _WORKER["label_names"], recipe, device)
-    # The model first, the population logits last: those mark the entry complete.
-    save_bundle(
-        ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model, private=True
-    )
-    _save_query_logits(fitted.classifier, entry)
-    _write_logits(entry.logits, fitted.classifier.logits(population.texts))
+    label_names: list[str] = _WORKER["label_names"]
+    data = population.subset(np.flatnonzero(members))
+    if "recipe" in how:
+        fitted = fit(data, label_names, TrainingRecipe.from_dict(how["recipe"]), device)
+        # The model first, the population logits last: those mark the entry complete.
+        save_bundle(
+            ModelBundle(fitted.classifier, fitted.recipe, int(members.sum()), fitted.privacy), entry.model, private=True
+        )
+        logits: Callable[[list[str]], torch.Tensor] = fitted.classifier.logits
+    else:  # the user's own model is not saved: a new query set trains it again
+        model = UserTrainer(CodeRef(how["trainer"], how["folder"])).train(data, how["seed"])
+        logits = functools.partial(model.logits_in_order, labels=label_names)
+
+    _save_query_logits(logits, entry)
+    _write_logits(entry.logits, logits(population.texts))
     return "trained"
 
 
-def _query(recipe_dict: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> str:
+def _query(how: dict, members: np.ndarray, entry: ShadowEntry, device: str) -> str:
     """A cached shadow model's outputs on a new query set: no retraining, unless its model file turns out
     damaged (a model bundle checks its own digest): then it is removed and the shadow trained again."""
     try:
         classifier = load_bundle(entry.model, device).classifier
     except PrivauditError:
         entry.model.unlink(missing_ok=True)
-        _train(recipe_dict, members, entry, device)
+        _train(how, members, entry, device)
         return "repaired"
-    _save_query_logits(classifier, entry)
+    _save_query_logits(classifier.logits, entry)
     return "queried"
 
 
-def _save_query_logits(classifier, entry: ShadowEntry) -> None:
+def _save_query_logits(logits: Callable[[list[str]], torch.Tensor], entry: ShadowEntry) -> None:
     if entry.queries is not None:
-        _write_logits(entry.queries, classifier.logits(_WORKER["query_texts"]))
+        _write_logits(entry.queries, logits(_WORKER["query_texts"]))
 
 
 def _write_logits(path: Path, logits: torch.Tensor) -> None:
@@ -177,7 +188,7 @@ def _status(path: Path | None, loaded: dict[Path, np.ndarray]) -> str:
 def train_shadows(
     population: TextDataset,
     label_names: list[str],
-    recipe: TrainingRecipe,
+    recipe: TrainingRecipe | UserTrainer,
     num_shadows: int,
     seed: int,
     cache_dir: Path,
@@ -186,8 +197,9 @@ def train_shadows(
     progress: Progress | None = None,
     query_neighbours: list[list[str]] | None = None,
 ) -> ShadowPool:
-    """Train (or load from the cache) `num_shadows` shadow models; returns their logits on the population
-    and on each example's query neighbours (`privaudit.queries.neighbours`; none: Q = 0). A damaged
+    """Train (or load from the cache) `num_shadows` shadow models with `recipe` (privaudit's trainer) or the
+    user's own trainer; returns their logits on the population and on each example's query neighbours
+    (`privaudit.queries.neighbours`; none: Q = 0), columns in the order of `label_names`. A damaged
     cache file is never used: the shadow is rebuilt in the same run, and `ShadowPool.repaired` says so."""
     inclusion = inclusion_matrix(len(population), num_shadows, seed)
     digest = population_digest(population)
@@ -198,10 +210,18 @@ def train_shadows(
     query_texts = queries.flatten(query_neighbours) if query_neighbours and query_count else []
     query_digest = queries.digest(query_neighbours) if query_neighbours and query_count else ""
     # Shadows differ from the target and from each other only in their data and their seed.
-    recipes = [replace(recipe, seed=recipe.seed + 1 + seed * 1000 + i) for i in range(num_shadows)]
+    hows: list[dict] = []
+    for i in range(num_shadows):
+        if isinstance(recipe, UserTrainer):
+            ref = recipe.trainer
+            hows.append({"trainer": ref.spec, "folder": ref.folder, "seed": seed * 1000 + i + 1})
+        else:
+            hows.append({"recipe": replace(recipe, seed=recipe.seed + 1 + seed * 1000 + i).to_dict()})
+    identity = recipe.identity() if isinstance(recipe, UserTrainer) else {}
     entries = []
-    for i, r in enumerate(recipes):
-        key = _cache_key(r, digest, label_names, inclusion[i])
+    for i, how in enumerate(hows):
+        what = how["recipe"] if "recipe" in how else {**identity, "seed": how["seed"]}
+        key = _cache_key(what, digest, label_names, inclusion[i])
         query_path = cache_dir / f"{key}.queries-{query_digest}.pt" if query_count else None
         entries.append(ShadowEntry(cache_dir / f"{key}.pt", cache_dir / f"{key}.model.pt", query_path))
     jobs: list[tuple[Callable[..., str], tuple]] = []
@@ -216,7 +236,7 @@ def train_shadows(
                 if path is not None:
                     loaded.pop(path, None)
             job = _query if statuses[0] == "ok" and entry.model.is_file() else _train
-            jobs.append((job, (recipes[i].to_dict(), inclusion[i], entry, device)))
+            jobs.append((job, (hows[i], inclusion[i], entry, device)))
     task = (
         progress.add_task("shadow models", total=num_shadows, completed=num_shadows - len(jobs))
         if progress is not None

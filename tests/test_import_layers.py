@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "shadows",
         },
     ),
-    ("training and model files", {"targets", "training", "bundle", "manifest"}),
+    ("training and model files", {"targets", "training", "bundle", "manifest", "usermodel"}),
     ("DP-SGD audit instruments, run inside training", {"canaries.gradient", "canaries.onerun"}),
     (
         "models, DP-SGD, data",

@@ -213,3 +213,17 @@ min_accuracy = 0.99
     assert result.sections["sweep"].run["points_from_cache"] == 2  # the same points as the CLI's sweep
     assert not result.gate.passed
     assert result.gate.checks[0].metric == "sweep: constraints missed at the best epsilon swept"
+
+
+@pytest.mark.slow
+def test_full_demo_sweep_shows_the_trade_off(tmp_path):
+    """The whole demo data set at epsilon 1, 8 and without DP, 4 shadows each: DP points stay under their
+    theoretical epsilon, and accuracy and leakage both grow from epsilon 1 to no DP."""
+    settings = SweepSettings(epsilons=[1, 8, math.inf], shadows=4, cache_dir=str(tmp_path))
+    result = sweep(None, settings, TrainingRecipe(epochs=15))
+    low, high, plain = result.points
+    for point in (low, high):
+        assert point.theoretical_epsilon is not None and point.empirical_epsilon <= point.theoretical_epsilon
+    assert plain.heldout_accuracy.rate > low.heldout_accuracy.rate
+    assert plain.auc > low.auc and plain.empirical_epsilon > low.empirical_epsilon
+    assert all(not g.too_small for g in plain.groups)  # by label: 7 groups of ~250 members each

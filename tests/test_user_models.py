@@ -1,0 +1,242 @@
+"""Bring your own model and trainer (privaudit.usermodel): the four examples in tests/examples, each trained
+by its own code and audited with `privaudit mia --loader ... --trainer ...`, and errors in user code."""
+
+import csv
+import importlib
+import json
+
+import pytest
+from hf_checkpoints import save_tiny_bert
+
+from privaudit.demo import demo_dataset
+
+LABELS = demo_dataset(300, seed=9).label_names
+
+
+@pytest.fixture(scope="module")
+def audit_files(tmp_path_factory):
+    """Members (what each example's target is trained on) and non-members, from one demo sample."""
+    folder = tmp_path_factory.mktemp("user-models")
+    data = demo_dataset(300, seed=9)  # as LABELS
+    for name, rows in (("members", range(0, 300, 2)), ("nonmembers", range(1, 300, 2))):
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows((data.texts[i], data.labels[i]) for i in rows)
+    return folder
+
+
+def members_of(folder):
+    with open(folder / "members.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def audit_example(name, folder, run_cli, *extra):
+    """Train the target with the example's own code, save it with its own format, then audit it."""
+    example = importlib.import_module(f"examples.{name}")
+    texts, labels = members_of(folder)
+    target = folder / f"{name}.model"
+    example.save(example.train(texts, labels, seed=0), str(target))
+    out = folder / f"{name}.json"
+    code, stdout, err = run_cli(
+        "mia",
+        target,
+        "--loader",
+        f"examples.{name}:load_model",
+        "--trainer",
+        f"examples.{name}:train",
+        "--members",
+        folder / "members.csv",
+        "--nonmembers",
+        folder / "nonmembers.csv",
+        "--shadows",
+        "2",
+        "--queries",
+        "2",
+        "--workers",
+        "1",
+        "--cache-dir",
+        folder / "cache",
+        "--output",
+        out,
+        *extra,
+    )
+    assert code == 0, err
+    return json.loads(out.read_text()), stdout
+
+
+@pytest.mark.parametrize("name", ["torch_lstm", "sklearn_tfidf"])
+def test_a_users_own_model_and_trainer_leak_and_privaudit_sees_it(name, audit_files, run_cli):
+    doc, stdout = audit_example(name, audit_files, run_cli)
+    assert doc["model"]["arch"] == f"your model (examples.{name}:load_model)"
+    assert doc["model"]["recipe"] == {"trainer": f"examples.{name}:train"}
+    assert doc["audit_set"] == {"members": 150, "nonmembers": 150, "population": 300, "shadows": 2}
+    assert doc["attacks"]["vocabulary"]["auc"] == 0.5  # no tokenizer to read: nothing claimed
+    assert doc["attacks"]["lira"]["auc"] > 0.6 and doc["theoretical"] is None
+    assert "no theoretical epsilon" in doc["headline"]["text"]
+
+
+def test_an_opacus_model_shows_opacus_epsilon_next_to_the_empirical_bound(audit_files, run_cli):
+    pytest.importorskip("opacus")
+    doc, _ = audit_example("opacus_dp", audit_files, run_cli)
+    theoretical = doc["theoretical"]
+    assert theoretical["accountant"].startswith("Opacus") and theoretical["delta"] == 1e-5
+    assert 0 < theoretical["epsilon"] < 50 and theoretical["noise_multiplier"] == 1.0
+    assert doc["headline"]["text"].startswith(f"theoretical epsilon {theoretical['epsilon']:.2f}")
+    assert doc["headline"]["empirical_epsilon"] <= theoretical["epsilon"] and not doc["headline"]["violation"]
+
+
+def test_a_transformers_trainer_fine_tune_of_a_local_checkpoint(audit_files, run_cli, monkeypatch):
+    pytest.importorskip("accelerate")
+    texts, _ = members_of(audit_files)
+    monkeypatch.setenv("BASE_MODEL", str(save_tiny_bert(audit_files / "base", texts, None)))
+    doc, _ = audit_example("hf_trainer", audit_files, run_cli)
+    assert set(doc["attacks"]) >= {"lira", "rmia", "loss"} and doc["run"]["shadows_from_cache"] == 0
+    assert doc["attacks"]["loss"]["auc"] > 0.5
+
+
+def test_shadows_of_a_users_trainer_are_cached_until_its_source_changes(audit_files, run_cli, tmp_path, monkeypatch):
+    """A second audit reuses the shadows; editing the trainer's file trains them again."""
+    package = tmp_path / "mine"
+    package.mkdir()
+    source = importlib.import_module("examples.torch_lstm").__file__
+    (package / "__init__.py").write_text("")
+    (package / "audit.py").write_text(open(source, encoding="utf-8").read())
+    monkeypatch.chdir(tmp_path)  # the CLI finds `mine.audit` in the current folder
+    common = [
+        "--loader",
+        "mine.audit:load_model",
+        "--trainer",
+        "mine.audit:train",
+        "--members",
+        audit_files / "members.csv",
+        "--nonmembers",
+        audit_files / "nonmembers.csv",
+        "--shadows",
+        "2",
+        "--queries",
+        "0",
+        "--workers",
+        "1",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--output",
+        tmp_path / "out.json",
+    ]
+    module = importlib.import_module("examples.torch_lstm")
+    texts, labels = members_of(audit_files)
+    module.save(module.train(texts, labels, seed=0), str(tmp_path / "target.pt"))
+    for edit, cached in (("", 0), ("", 2), ("\n# edited\n", 0)):
+        with open(package / "audit.py", "a", encoding="utf-8") as handle:
+            handle.write(edit)
+        code, _, err = run_cli("mia", tmp_path / "target.pt", *common)
+        assert code == 0, err
+        assert json.loads((tmp_path / "out.json").read_text())["run"]["shadows_from_cache"] == cached
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("def load_model(path):\n    return {}['missing']\n", "your function broken_user_code:load_model raised"),
+        ("def load_model(path):\n    return object()\n", "without `labels`"),
+        (
+            "import numpy as np\nclass M:\n    labels = ['a', 'b']\n    def logits(self, texts):\n"
+            "        return np.zeros((len(texts), 2))\ndef load_model(path):\n    return M()\n",
+            "are not among the model's labels (a, b)",
+        ),
+        (
+            f"import numpy as np\nclass M:\n    labels = {LABELS!r}\n    def logits(self, texts):\n"
+            "        return np.zeros((len(texts), 3))\ndef load_model(path):\n    return M()\n",
+            f"expected (300, {len(LABELS)})",
+        ),
+        ("import not_a_module_anywhere\ndef load_model(path):\n    pass\n", "importing broken_user_code"),
+        ("def something_else():\n    pass\n", "has no function 'load_model'"),
+    ],
+)
+def test_errors_in_user_code_are_reported_as_the_users(body, message, audit_files, run_cli, tmp_path, monkeypatch):
+    # One module name per case: a module once imported stays imported in this process.
+    module = f"broken_user_code_{abs(hash(body)) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(body)
+    message = message.replace("broken_user_code", module)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        "mia",
+        tmp_path / "model.bin",
+        "--loader",
+        f"{module}:load_model",
+        "--members",
+        audit_files / "members.csv",
+        "--nonmembers",
+        audit_files / "nonmembers.csv",
+        "--shadows",
+        "0",
+        "--attack",
+        "loss",
+        "--queries",
+        "0",
+    )
+    assert code == 2 and message in err, err
+    assert "internal error" not in err and "privaudit/usermodel.py" not in err
+    if "raised" in message:  # the user's own traceback: their file, their line, their exception
+        assert f"{module}.py" in err and "line 2" in err and "KeyError: 'missing'" in err
+
+
+def test_a_users_model_needs_its_trainer_for_shadows_and_its_audit_set(audit_files, run_cli):
+    loader = ["--loader", "examples.torch_lstm:load_model"]
+    code, _, err = run_cli(
+        "mia", "m.pt", *loader, "--members", audit_files / "members.csv", "--nonmembers", audit_files / "nonmembers.csv"
+    )
+    assert code == 2 and "give --trainer" in err
+    code, _, err = run_cli("mia", "m.pt", *loader, "--trainer", "examples.torch_lstm:train")
+    assert code == 2 and "give --members and --nonmembers" in err
+    code, _, err = run_cli("mia", "--trainer", "examples.torch_lstm:train", "--demo")
+    assert code == 2 and "give --loader too" in err
+
+
+def test_the_config_target_section_audits_a_users_model(audit_files, tmp_path):
+    """[tool.privaudit.target] through `privaudit audit`: the loader, the trainer and the audit set's files,
+    paths relative to the file, the module found beside it."""
+    from privaudit.audit import run_audit
+    from privaudit.config import load_config
+
+    module = importlib.import_module("examples.sklearn_tfidf")
+    (tmp_path / "my_tfidf.py").write_text(open(module.__file__, encoding="utf-8").read())
+    texts, labels = members_of(audit_files)
+    module.save(module.train(texts, labels, seed=0), str(tmp_path / "model.joblib"))
+    config = tmp_path / "privaudit.toml"
+    config.write_text(
+        f"""[tool.privaudit]
+model = "model.joblib"
+cache_dir = "cache"
+
+[tool.privaudit.target]
+loader = "my_tfidf:load_model"
+trainer = "my_tfidf:train"
+members = "{audit_files / "members.csv"}"
+nonmembers = "{audit_files / "nonmembers.csv"}"
+
+[tool.privaudit.mia]
+shadows = 2
+queries = 0
+workers = 1
+
+[tool.privaudit.thresholds]
+max_auc = 0.55
+"""
+    )
+    result = run_audit(load_config(config))
+    assert result.sections["mia"].model["arch"] == "your model (my_tfidf:load_model)"
+    assert not result.gate.passed and result.gate.checks[0].metric == "mia: AUC"
+
+
+@pytest.mark.slow
+def test_a_users_trainer_runs_in_the_shadow_worker_pool(audit_files, run_cli):
+    """Two worker processes (spawned: they import the user's module themselves) give the shadows the
+    in-process run gives."""
+    first, _ = audit_example("sklearn_tfidf", audit_files, run_cli, "--cache-dir", audit_files / "pool-a")
+    second, _ = audit_example(
+        "sklearn_tfidf", audit_files, run_cli, "--cache-dir", audit_files / "pool-b", "--workers", "2"
+    )
+    assert second["run"]["shadows_from_cache"] == 0
+    assert second["per_example"]["scores"] == first["per_example"]["scores"]
