@@ -57,11 +57,10 @@ from .source import DataSource, load_source
 from .targets import train
 from .versions import package_versions, run_section
 
-POINT_FORMAT = 2  # a point written by another format is computed again (from its cached models), not read
+POINT_FORMAT = 3  # a point written by another format is computed again (from its cached models), not read
 # A group needs this many members and this many held-out examples for its figures to be shown: below it an
 # AUC's interval spans most of [0, 1] and an accuracy's +-20 points.
 MIN_GROUP_EXAMPLES = 25
-GROUP_FPR = 0.01  # the per-group TPR shown (0.001 would need thousands of non-members per group)
 
 
 @dataclass
@@ -141,11 +140,11 @@ class GroupFigures:
     accuracy: metrics.Rate | None  # held-out accuracy
     auc: float | None
     auc_ci: tuple[float, float] | None
-    tpr_at_fpr: list[metrics.TprAtFpr]  # GROUP_FPR and the constraints' FPRs, threshold from the group's own
+    tpr_at_fpr: list[metrics.TprAtFpr]  # at every grid FPR (any constraint's), threshold from the group's own
     too_small: bool
 
-    def tpr_row(self, fpr: float) -> metrics.TprAtFpr | None:
-        return next((row for row in self.tpr_at_fpr if abs(row.fpr - fpr) < 1e-12), None)
+    def tpr_row(self, fpr: float) -> metrics.TprAtFpr:
+        return next(row for row in self.tpr_at_fpr if abs(row.fpr - fpr) < 1e-12)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -466,7 +465,6 @@ def group_figures(
 ) -> list[GroupFigures]:
     """Held-out accuracy and the selected attack's leakage within each group: AUC (bootstrap interval)
     and TPR at low FPR with the threshold set on the group's own held-out examples."""
-    fprs = sorted({GROUP_FPR, *(fpr for fpr, _ in settings.max_tpr_at_fpr)})
     figures = []
     for tag in sorted(set(tags.tolist())):
         inside = tags == tag
@@ -485,7 +483,7 @@ def group_figures(
                 metrics.Rate.of(correct[inside & ~is_member]),
                 metrics.auc(s, m),
                 (float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))),
-                [metrics.tpr_at_fpr(s, m, fpr) for fpr in fprs],
+                [metrics.tpr_at_fpr(s, m, fpr) for fpr in metrics.FPR_GRID],
                 False,
             )
         )
@@ -521,7 +519,7 @@ def misses(point: SweepPoint, settings: SweepSettings) -> list[str]:
     for fpr, limit in settings.max_tpr_at_fpr:
         for g in point.measured_groups():
             row = g.tpr_row(fpr)
-            if row is not None and row.ci[0] > limit:
+            if row.ci[0] > limit:
                 missed.append(f"group {g.group}: TPR at FPR {fpr:g} at least {row.ci[0]:.4f} > {limit:g}")
     return missed
 
