@@ -29,7 +29,7 @@ from privaudit.data import TextDataset
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
 from privaudit.metrics import Rate
-from privaudit.options import comma_separated
+from privaudit.options import check_seed, comma_separated
 from privaudit.recipe import TrainingRecipe
 from privaudit.results import SCHEMA_VERSION, Gate, Headline
 from privaudit.training import FittedModel, build_classifier, fit
@@ -65,6 +65,7 @@ class CanarySettings:
             raise PrivauditError("--audit-canaries must be 0 or more, --gradient-canaries 0 or at least 2")
         if self.references < 0:
             raise PrivauditError("--references must be 0 or more")
+        check_seed(self.seed)
         parse_template(self.template)  # a bad template is refused here, not after the training
 
     def check_fits(self, recipe: TrainingRecipe) -> None:

@@ -182,6 +182,8 @@ def _mia_of_user_model(
     trainer: str | None,
     code_folder: str | Path | None,
 ) -> MiaResult:
+    folder = str(Path(code_folder or Path.cwd()).resolve())
+    loader_ref, trainer_ref = CodeRef(loader, folder), CodeRef(trainer, folder) if trainer else None
     if members is None or nonmembers is None:
         raise PrivauditError("your own model's audit set: give --members and --nonmembers (files of labelled texts)")
     if settings.shadows >= 2 and trainer is None:
@@ -189,9 +191,8 @@ def _mia_of_user_model(
             "shadow models are trained by your own trainer, as the target was: give --trainer package.module:function "
             "(or --shadows 0 for the attacks that need none)"
         )
-    folder = str(Path(code_folder or Path.cwd()).resolve())
     audit_set = audit_set_from_files(members, nonmembers)  # the files are checked before the user's code runs
-    target = user_target(CodeRef(loader, folder), CodeRef(trainer, folder) if trainer else None, model)
+    target = user_target(loader_ref, trainer_ref, model)
     result = run_mia(target, settings, audit_set, population=population, progress=progress)
     result.model["path"] = None if model is None else str(model)
     gate(result, thresholds or Thresholds())

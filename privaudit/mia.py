@@ -38,6 +38,7 @@ from .devices import resolve_device
 from .errors import PrivauditError
 from .headline import epsilon_headline
 from .manifest import AuditManifest, keyed_fingerprints, new_key
+from .options import check_seed
 from .queries import flatten
 from .queries import neighbours as query_neighbours
 from .recipe import TrainingRecipe
@@ -72,6 +73,7 @@ class MiaSettings:
             raise PrivauditError("--shadows must be 0 or more")
         if self.queries < 0:
             raise PrivauditError("--queries must be 0 or more")
+        check_seed(self.seed)
         if ATTACKS[self.attack].needs_shadows and self.shadows < 2:
             raise PrivauditError(f"attack {self.attack!r} needs --shadows 2 or more")
         if ATTACKS[self.attack].needs_queries and self.queries == 0:

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from .errors import PrivauditError
+from .options import MAX_RECIPE_SEED, check_seed
 
 # Learning rates that train each architecture well on intent data in the default number of epochs.
 DEFAULT_LR = {"cnn": 1e-3, "bert-tiny": 1e-3, "hf": 5e-5}
@@ -117,6 +118,11 @@ class TrainingRecipe:
             raise PrivauditError("vocab-size must be at least 100")
         if not 0 <= self.dropout < 1:
             raise PrivauditError("dropout must be in [0, 1)")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise PrivauditError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise PrivauditError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        check_seed(self.seed, MAX_RECIPE_SEED)
         if self.dp is not None:
             if self.dp.max_grad_norm <= 0:
                 raise PrivauditError("max-grad-norm must be positive")

@@ -160,15 +160,17 @@ def cases(work: Path) -> list[Case]:
     option(["canary", "--demo", "--audit-canaries", "-1"], "--audit-canaries must be 0 or more")
     option(["canary", "--demo", "--gradient-canaries", "1"], "--gradient-canaries 0 or at least 2")
     option(["canary", "--model", model, "--dp", "--target-epsilon", "1"], "drop the DP options")
-    for args, message in (
-        (["--noise-multiplier", "nan"], ""),
-        (["--noise-multiplier", "inf"], ""),
-        (["--noise-multiplier", "0"], "noise multiplier must be positive"),
-        (["--noise-multiplier", "1", "--sample-rate", "0"], "sample rate must be in (0, 1]"),
-        (["--noise-multiplier", "1", "--sample-rate", "2"], "sample rate must be in (0, 1]"),
-        (["--noise-multiplier", "1", "--steps", "0"], "steps must be at least 1"),
-        (["--noise-multiplier", "1", "--delta", "1"], "delta must be in (0, 1)"),
+    full = {"--noise-multiplier": "1", "--sample-rate": "0.01", "--steps": "100", "--delta": "1e-5"}
+    for name, value, message in (
+        ("--noise-multiplier", "nan", "noise multiplier"),
+        ("--noise-multiplier", "inf", "noise multiplier"),
+        ("--noise-multiplier", "0", "noise multiplier must be a positive number"),
+        ("--sample-rate", "0", "sample rate must be in (0, 1]"),
+        ("--sample-rate", "2", "sample rate must be in (0, 1]"),
+        ("--steps", "0", "steps must be at least 1"),
+        ("--delta", "1", "delta must be in (0, 1)"),
     ):
+        args = [x for k, v in {**full, name: value}.items() for x in (k, v)]
         option(["epsilon", *args], message)
     option(["sweep", data, "--epsilons", "0"], "positive values")
     option(["sweep", data, "--epsilons", "abc"], "--epsilons takes values")
@@ -211,8 +213,16 @@ def cases(work: Path) -> list[Case]:
     found.append(Case("model file", ["info", str(model)], 0, "architecture", [model]))
     found.append(Case("model file", ["mia", str(model), *mia_cheap], 0, "membership inference", [model, data]))
     changed = work / "changed" / "data.csv"
-    write(changed, "text,label\n" + ROWS + "an extra row,A\n")
-    found.append(Case("model file", ["mia", str(model), *mia_cheap, "--data", str(changed)], 2, "", [changed]))
+    write(changed, "text,label\n" + ROWS[: len(ROWS) // 2])
+    found.append(
+        Case(
+            "model file",
+            ["mia", str(model), *mia_cheap, "--data", str(changed)],
+            2,
+            "does not contain the model's training members",
+            [changed],
+        )
+    )
 
     # Config files (privaudit audit).
     good_config = (
@@ -342,7 +352,7 @@ def run_case(case: Case, work: Path) -> list[str]:
         problems.append(f"exit {proc.returncode}, expected {case.code}")
     if case.message and case.message not in text:
         problems.append(f"message lacks {case.message!r}")
-    if "Traceback" in text or "internal error" in text:
+    if "Traceback" in text or "internal error:" in text:
         problems.append("traceback or internal error")
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if case.code == 2 and case.one_line and len(lines) != 1:
