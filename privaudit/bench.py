@@ -141,10 +141,12 @@ def bench_sweep(
     workers: int | None = None,
     device: str = "auto",
     progress=None,
+    rounds: int = 2,
 ) -> dict:
     """`privaudit bench sweep`: a sweep against the separate runs it replaces (for each epsilon, `privaudit
-    train --dp --target-epsilon E` then `privaudit mia --shadows K`), each from an empty cache, then the
-    same sweep again (every point cached). One after the other on the same machine: compare on an idle one."""
+    train --dp --target-epsilon E` then `privaudit mia --shadows K`), each from an empty cache, in `rounds`
+    rounds whose order alternates (separate runs first, then the sweep first) so that a machine that slows
+    down or warms up weighs on both alike; then the sweep once more from its cache (every point cached)."""
     import tempfile
 
     from .manifest import load_manifest, manifest_path
@@ -155,27 +157,42 @@ def bench_sweep(
 
     source = demo_source() if data is None else file_source(data)
     base = TrainingRecipe(epochs=epochs)
-    separate = []
-    with tempfile.TemporaryDirectory() as separate_cache, tempfile.TemporaryDirectory() as sweep_cache:
-        for epsilon in sorted(epsilons):
-            start = time.perf_counter()
-            model = Path(separate_cache) / f"model-{epsilon:g}.pt"
-            train(source, recipe_at(base, epsilon), out=model, device=device, progress=progress)
-            mia = MiaSettings(shadows=shadows, workers=workers, cache_dir=separate_cache, device=device)
-            audit = audit_set_from_manifest(load_manifest(manifest_path(model), model))
-            run_mia(model, mia, audit, progress=progress)
-            separate.append(time.perf_counter() - start)
-        settings = SweepSettings(epsilons, shadows, workers=workers, cache_dir=sweep_cache, device=device)
+
+    def separate_runs() -> list[float]:
+        times = []
+        with tempfile.TemporaryDirectory() as cache:
+            for epsilon in sorted(epsilons):
+                start = time.perf_counter()
+                model = Path(cache) / f"model-{epsilon:g}.pt"
+                train(source, recipe_at(base, epsilon), out=model, device=device, progress=progress)
+                mia = MiaSettings(shadows=shadows, workers=workers, cache_dir=cache, device=device)
+                audit = audit_set_from_manifest(load_manifest(manifest_path(model), model))
+                run_mia(model, mia, audit, progress=progress)
+                times.append(time.perf_counter() - start)
+        return times
+
+    def sweep(cache: str) -> float:
         start = time.perf_counter()
-        run_sweep(source, base, settings, progress)
-        sweep_s = time.perf_counter() - start
-        start = time.perf_counter()
-        run_sweep(source, base, settings, progress)
-        rerun_s = time.perf_counter() - start
+        run_sweep(
+            source, base, SweepSettings(epsilons, shadows, workers=workers, cache_dir=cache, device=device), progress
+        )
+        return time.perf_counter() - start
+
+    separate: list[list[float]] = []
+    sweeps: list[float] = []
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            if r % 2 == 0:
+                separate.append(separate_runs())
+                sweeps.append(sweep(cache))
+            else:
+                sweeps.append(sweep(cache))
+                separate.append(separate_runs())
+            rerun_s = sweep(cache)
     return {
         "epsilons": sorted(epsilons),
-        "separate_s": separate,
-        "sweep_s": sweep_s,
-        "ratio": sweep_s / sum(separate),
+        "separate_s": [sum(times) for times in separate],
+        "sweep_s": sweeps,
+        "ratio": sum(sweeps) / sum(sum(times) for times in separate),
         "rerun_s": rerun_s,
     }

@@ -12,6 +12,18 @@ from .models import ModelConfig
 from .tokenization import AnyTokenizer, encode
 
 
+def label_indices(model_labels: list[str], labels: list[str]) -> list[int]:
+    """Each label's column in a model's logits; a label the model does not know is named (exit 2)."""
+    index = {name: i for i, name in enumerate(model_labels)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise PrivauditError(
+            f"label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's labels "
+            f"({', '.join(model_labels)})"
+        )
+    return [index[y] for y in labels]
+
+
 @dataclass
 class TextClassifier:
     model: nn.Module
@@ -28,14 +40,7 @@ class TextClassifier:
         return ids.to(self.device), mask.to(self.device)
 
     def label_ids(self, labels: list[str]) -> torch.Tensor:
-        index = {name: i for i, name in enumerate(self.labels)}
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
-            raise PrivauditError(
-                f"label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's labels "
-                f"({', '.join(self.labels)})"
-            )
-        return torch.tensor([index[y] for y in labels], dtype=torch.long, device=self.device)
+        return torch.tensor(label_indices(self.labels, labels), dtype=torch.long, device=self.device)
 
     @torch.no_grad()
     def logits(self, texts: list[str], batch_size: int = 512) -> torch.Tensor:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .accounting import PrivacyGuarantee
+from .classifier import label_indices
 from .data import TextDataset
 from .errors import PrivauditError
 
@@ -127,14 +128,7 @@ class UserModel:
         self.labels = labels
 
     def label_ids(self, labels: list[str]) -> torch.Tensor:
-        index = {name: i for i, name in enumerate(self.labels)}
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
-            raise PrivauditError(
-                f"label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's labels "
-                f"({', '.join(self.labels)})"
-            )
-        return torch.tensor([index[y] for y in labels], dtype=torch.long)
+        return torch.tensor(label_indices(self.labels, labels), dtype=torch.long)
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         if not texts:

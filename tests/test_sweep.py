@@ -227,3 +227,31 @@ def test_full_demo_sweep_shows_the_trade_off(tmp_path):
     assert plain.heldout_accuracy.rate > low.heldout_accuracy.rate
     assert plain.auc > low.auc and plain.empirical_epsilon > low.empirical_epsilon
     assert all(not g.too_small for g in plain.groups)  # by label: 7 groups of ~250 members each
+
+
+@pytest.mark.slow  # the canary audit's ModIvA over the vocabulary: ~30 s even on tiny data
+def test_a_sweep_with_canaries_shows_their_exposure(grouped_csv, tmp_path):
+    from privaudit.api import write_results
+    from privaudit.canaries.audit import CanarySettings
+
+    canary = CanarySettings(
+        insert=2,
+        repeats=[1, 8],
+        template="my pin is {digit} {digit}",
+        audit_canaries=0,
+        modiva_steps=20,
+        modiva_restarts=2,
+    )
+    settings = SweepSettings(
+        epsilons=[math.inf], shadows=2, queries=0, workers=1, canary=canary, cache_dir=str(tmp_path)
+    )
+    result = sweep(grouped_csv, settings, TrainingRecipe(epochs=4, seed=2))
+    summary = result.points[0].canary
+    assert [g["repeat"] for g in summary["by_repeat"]] == [1, 8] and summary["space_bits"] == pytest.approx(
+        math.log2(100)
+    )
+    assert all(0 <= g["exposure_mean"] <= summary["space_bits"] for g in summary["by_repeat"])
+    write_results(result, report=tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert 'aria-label="mean canary exposure against epsilon"' in page
+    assert "canary exposure (bits, mean at the most repeats)" in (tmp_path / "report" / "report.md").read_text()
