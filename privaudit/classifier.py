@@ -18,8 +18,7 @@ def label_indices(model_labels: list[str], labels: list[str]) -> list[int]:
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise PrivauditError(
-            f"label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's labels "
-            f"({', '.join(model_labels)})"
+            f"label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's labels ({', '.join(model_labels)})"
         )
     return [index[y] for y in labels]
 

@@ -213,7 +213,7 @@ def cases(work: Path) -> list[Case]:
     found.append(Case("model file", ["info", str(model)], 0, "architecture", [model]))
     found.append(Case("model file", ["mia", str(model), *mia_cheap], 0, "membership inference", [model, data]))
     changed = work / "changed" / "data.csv"
-    write(changed, "text,label\n" + ROWS[: len(ROWS) // 2])
+    write(changed, "text,label\n" + "".join(ROWS.splitlines(keepends=True)[:30]))
     found.append(
         Case(
             "model file",
@@ -309,7 +309,7 @@ def cases(work: Path) -> list[Case]:
     script = write(work / "hostile" / "script.csv", "text,label\n" + ROWS.replace("play song", "<script>x</script>"))
     script_model = work / "hostile" / "script.pt"
     report = work / "hostile" / "report"
-    found.append(Case("hostile text", [*map(str, train), str(script_model), str(script)], 0, "", [script]))
+    assert privaudit(*train, script_model, script).returncode == 0  # set-up: cases run side by side, in any order
     found.append(
         Case(
             "hostile text",

@@ -282,9 +282,13 @@ def worst_off_lines(doc: Doc) -> list[str]:
         if worst["accuracy"] is None:
             lines.append(f"epsilon {p['label']}: no group large enough to measure")
             continue
-        lines.append(
-            f"epsilon {p['label']}: lowest held-out accuracy in {doc['group_col']} {worst['accuracy']!r}; "
+        leakage = (
             f"most membership leakage (AUC) in {worst['leakage']!r}"
+            if any(not g["too_small"] and g["auc_ci"][0] > 0.5 for g in p["groups"])
+            else "no group's membership leakage is distinguishable from chance (every AUC interval holds 0.5)"
+        )
+        lines.append(
+            f"epsilon {p['label']}: lowest held-out accuracy in {doc['group_col']} {worst['accuracy']!r}; {leakage}"
         )
     return lines
 
