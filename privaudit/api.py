@@ -23,7 +23,16 @@ from .errors import PrivauditError
 from .gate import Thresholds, gate
 from .headline import REPRODUCIBLE_WARNING
 from .manifest import AuditManifest, load_manifest, manifest_path
-from .mia import MiaResult, MiaSettings, audit_set_from_files, audit_set_from_manifest, run_mia, user_target
+from .mia import (
+    AuditSet,
+    AuditTarget,
+    MiaResult,
+    MiaSettings,
+    audit_set_from_files,
+    audit_set_from_manifest,
+    run_mia,
+    user_target,
+)
 from .recipe import TrainingRecipe
 from .results import SCHEMA_VERSION, Result
 from .shadows import default_cache_dir
@@ -139,49 +148,47 @@ def mia(
     resolve_device(settings.device)
     if (members is None) != (nonmembers is None):
         raise PrivauditError("--members and --nonmembers go together")
+    target: ModelBundle | AuditTarget
     if loader is not None:
-        return _mia_of_user_model(
-            model, settings, thresholds, members, nonmembers, population, progress, loader, trainer, code_folder
-        )
-    if trainer is not None:
-        raise PrivauditError("--trainer trains shadow models of your own model: give --loader too")
-    if demo:
-        model = demo_model(settings.cache_dir, progress)
-    if model is None:
-        raise PrivauditError("give a model file or demo=True")
-    if Path(model).is_dir():
-        if members is None:
-            raise PrivauditError(f"{model} is a Hugging Face directory: give --members and --nonmembers")
-        if settings.shadows >= 2 and base_model is None:
-            raise PrivauditError(
-                "shadow models must be trained like the target, from the checkpoint it was "
-                "fine-tuned from: give --base-model DIR (or --shadows 0 --attack loss)"
-            )
-        bundle = hf_target(model, base_model)
+        target, audit_set = _user_model_audit(model, settings, members, nonmembers, loader, trainer, code_folder)
     else:
-        bundle = load_bundle(model, settings.device)
-    if members is not None and nonmembers is not None:
-        audit_set = audit_set_from_files(members, nonmembers)
-    else:
-        audit_set = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)
-    result = run_mia(bundle, settings, audit_set, population=population, progress=progress)
-    result.model["path"] = str(model)
+        if trainer is not None:
+            raise PrivauditError("--trainer trains shadow models of your own model: give --loader too")
+        if demo:
+            model = demo_model(settings.cache_dir, progress)
+        if model is None:
+            raise PrivauditError("give a model file or demo=True")
+        if Path(model).is_dir():
+            if members is None:
+                raise PrivauditError(f"{model} is a Hugging Face directory: give --members and --nonmembers")
+            if settings.shadows >= 2 and base_model is None:
+                raise PrivauditError(
+                    "shadow models must be trained like the target, from the checkpoint it was "
+                    "fine-tuned from: give --base-model DIR (or --shadows 0 --attack loss)"
+                )
+            target = hf_target(model, base_model)
+        else:
+            target = load_bundle(model, settings.device)
+        if members is not None and nonmembers is not None:
+            audit_set = audit_set_from_files(members, nonmembers)
+        else:
+            audit_set = audit_set_from_manifest(load_manifest(manifest or manifest_path(model), model), data)
+    result = run_mia(target, settings, audit_set, population=population, progress=progress)
+    result.model["path"] = None if model is None else str(model)
     gate(result, thresholds or Thresholds())
     return result
 
 
-def _mia_of_user_model(
+def _user_model_audit(
     model: str | Path | None,
     settings: MiaSettings,
-    thresholds: Thresholds | None,
     members: str | Path | None,
     nonmembers: str | Path | None,
-    population: str | Path | None,
-    progress: Progress | None,
     loader: str,
     trainer: str | None,
     code_folder: str | Path | None,
-) -> MiaResult:
+) -> tuple[AuditTarget, AuditSet]:
+    """The user's own model (its loader and trainer checked first, then the audit set's files) and its audit set."""
     folder = str(Path(code_folder or Path.cwd()).resolve())
     loader_ref, trainer_ref = CodeRef(loader, folder), CodeRef(trainer, folder) if trainer else None
     if members is None or nonmembers is None:
@@ -192,11 +199,7 @@ def _mia_of_user_model(
             "(or --shadows 0 for the attacks that need none)"
         )
     audit_set = audit_set_from_files(members, nonmembers)  # the files are checked before the user's code runs
-    target = user_target(loader_ref, trainer_ref, model)
-    result = run_mia(target, settings, audit_set, population=population, progress=progress)
-    result.model["path"] = None if model is None else str(model)
-    gate(result, thresholds or Thresholds())
-    return result
+    return user_target(loader_ref, trainer_ref, model), audit_set
 
 
 def canary(

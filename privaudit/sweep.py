@@ -404,7 +404,8 @@ def _compute_point(
     audit = audit_set_from_manifest(manifest)
 
     clock = time.perf_counter()
-    mia = run_mia(model, settings.mia_settings(), audit, progress=progress)
+    mia = run_mia(bundle, settings.mia_settings(), audit, progress=progress)  # the bundle loaded once
+    mia.model["path"] = str(model)
     mia_checks = check_mia(mia, Thresholds(max_tpr_at_fpr=settings.max_tpr_at_fpr))
     timings["mia_s"] = time.perf_counter() - clock
     write_text_atomic(where / "mia.json", render_json(mia.to_dict()), private=True)
