@@ -196,9 +196,7 @@ def run_canary(
     # so one set of reference models calibrates them all and ModIvA's tokens mean the same in each. Built
     # first, so that a symbol that is not one token is refused before any training.
     first = data + plan.inserted(0)
-    vocabulary = build_classifier(
-        recipe.resolved().with_hash_buckets(len(first)), first.texts, labels, required_tokens=template.symbols
-    )
+    vocabulary = build_classifier(recipe.resolved(len(first)), first.texts, labels, required_tokens=template.symbols)
     slot_layout(vocabulary, template)
     timings = {}
     start = time.perf_counter()

@@ -63,9 +63,9 @@ def bundle_summary(bundle: ModelBundle, manifest: AuditManifest | None = None) -
         ("vocabulary", recipe.vocabulary_description()),
         (
             "recipe",
-            f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, "
-            f"weight decay {recipe.weight_decay:g}, dropout {recipe.dropout:g}, max length "
-            f"{recipe.max_len}, seed {recipe.seed}",
+            f"{recipe.epochs} epochs, batch {recipe.batch_size}{_physical(recipe)}, {recipe.optimizer} lr "
+            f"{recipe.lr:g}, weight decay {recipe.weight_decay:g}, dropout {recipe.dropout:g}, max length "
+            f"{recipe.max_len}, trainable {recipe.trainable}, seed {recipe.seed}",
         ),
     ]
     if bundle.privacy is None:
@@ -93,6 +93,13 @@ def bundle_summary(bundle: ModelBundle, manifest: AuditManifest | None = None) -
     rows.append(("created", bundle.created))
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in bundle.versions.items())))
     return rows
+
+
+def _physical(recipe: TrainingRecipe) -> str:
+    physical = recipe.physical_batch_size
+    if physical is None or recipe.batch_size is None or physical >= recipe.batch_size:
+        return ""
+    return f" (accumulated over passes of {physical})"
 
 
 def epsilon_table(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +55,12 @@ def bench_dp(
         noise = GaussianNoise(clipper.parameters, 1.0, device=device)  # fresh entropy each step, as in training
 
         def run_plain(batches=batches, plain=plain, plain_opt=plain_opt):
-            for ids, mask, y in batches:
-                nondp_step(plain, plain_opt, ids, mask, y)
+            for chunk in batches:
+                nondp_step(plain, plain_opt, [chunk])
 
         def run_private(batches=batches, clipper=clipper, noise=noise, private=private, private_opt=private_opt):
-            for ids, mask, y in batches:
-                dp_step(clipper, noise, private, private_opt, ids, mask, y, batch_size)
+            for chunk in batches:
+                dp_step(clipper, noise, private, private_opt, [chunk], batch_size)
 
         try:
             run_plain(), run_private()  # warm-up: allocator, kernels, optimizer state
@@ -83,6 +84,64 @@ def _timed(fn, device: str) -> float:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def bench_memory(
+    configurations: list[tuple[int, int]],
+    arch: str = "bert-tiny",
+    data: str | Path | None = None,
+    steps: int = 8,
+    noise_multiplier: float = 1.0,
+) -> list[dict]:
+    """`privaudit bench memory`: peak memory of DP-SGD training at each (logical batch, physical batch), each
+    in a fresh process (the same interpreter, nothing else loaded) running the real `fit` for `steps` steps
+    on the data's first half. Reports the process's peak resident memory and its rise during training above
+    what the process held just before (the model, the data and the imports are the same in every run)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for logical, physical in configurations:
+        with context.Pool(1) as pool:
+            args = (arch, logical, physical, steps, noise_multiplier, None if data is None else str(data))
+            peak_kb, rise_kb, wall = pool.apply(_memory_of_training, args)
+        rows.append(
+            {"logical": logical, "physical": physical, "wall_s": wall}
+            | {"peak_mb": peak_kb / 1024, "rise_mb": rise_kb / 1024}
+        )
+    return rows
+
+
+def _memory_of_training(arch, logical, physical, steps, noise_multiplier, data) -> tuple[int, int, float]:
+    import re
+
+    from .recipe import DPSettings
+    from .training import fit
+
+    def status_kb(field: str) -> int:
+        with open("/proc/self/status") as status:
+            match = re.search(rf"{field}:\s+(\d+) kB", status.read())
+        assert match is not None, f"/proc/self/status has {field}"
+        return int(match.group(1))
+
+    dataset = demo_dataset() if data is None else load_dataset(data)
+    train = dataset.subset(np.arange(len(dataset) // 2))
+    # Steps, not epochs: every configuration trains `steps` steps of its logical batch.
+    epochs_for_steps = max(1, round(steps * logical / len(train)))
+    recipe = TrainingRecipe(
+        arch=arch,
+        epochs=epochs_for_steps,
+        batch_size=logical,
+        physical_batch_size=physical,
+        dp=DPSettings(noise_multiplier=noise_multiplier),
+    )
+    fit(train, dataset.label_names, replace(recipe, epochs=1), "cpu")  # warm-up: imports, allocator, kernels
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets the peak (VmHWM) to the current resident memory
+    before = status_kb("VmRSS")
+    start = time.perf_counter()
+    fit(train, dataset.label_names, recipe, "cpu")
+    return status_kb("VmHWM"), status_kb("VmHWM") - before, time.perf_counter() - start
 
 
 def bench_whitebox(

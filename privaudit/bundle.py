@@ -25,6 +25,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,6 +38,9 @@ from .manifest import AuditManifest
 from .models import ModelConfig, build_model
 from .recipe import TrainingRecipe
 from .tokenization import tokenizer_from_json, tokenizer_to_json
+
+if TYPE_CHECKING:
+    from .training import NondpBaseline
 
 FORMAT = "privaudit-bundle"
 FORMAT_VERSION = 3
@@ -53,6 +57,8 @@ class ModelBundle:
     versions: dict = field(default_factory=dict)
     # Kept in memory only, never written into the model file: save it with api.save_model.
     manifest: AuditManifest | None = field(default=None, repr=False, compare=False)
+    # In memory only too: a non-DP model's figures are not covered by the guarantee (--compare-nondp).
+    baseline: NondpBaseline | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:

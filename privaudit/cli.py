@@ -45,6 +45,7 @@ app.add_typer(bench_app, name="bench")
 # lists (checked just below), because a type checker needs each member written out.
 class Optimizer(StrEnum):
     ADAM = "adam"
+    ADAM_BC = "adam-bc"
     SGD = "sgd"
 
 
@@ -94,15 +95,30 @@ for _enum, _library in (
     assert [e.value for e in _enum] == list(_library), f"{_enum.__name__} differs from the library's choices"
 
 # Enum defaults, made once (a call in a signature's defaults would run at import anyway).
-ADAM, PLD, LIRA, BONFERRONI = Optimizer("adam"), Accountant("pld"), Attack("lira"), EpsilonMethod("bonferroni")
+PLD, LIRA, BONFERRONI = Accountant("pld"), Attack("lira"), EpsilonMethod("bonferroni")
 JSON, HTML = Format("json"), Format("html")
 
 # Options shared by several commands, declared once.
 DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 ArchOpt = Annotated[str, typer.Option(help="cnn, bert-tiny or hf:PATH (a local Hugging Face model directory).")]
-EpochsOpt = Annotated[int, typer.Option(help="Training epochs.")]
-BatchSizeOpt = Annotated[int, typer.Option(help="Expected batch size (DP-SGD: Poisson sampling rate x data size).")]
-LrOpt = Annotated[Optional[float], typer.Option(help="Learning rate (default: the architecture's).")]
+EpochsOpt = Annotated[Optional[int], typer.Option(help="Training epochs (default 20).")]
+BatchSizeOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Batch size; with DP-SGD the expected (logical) batch, Poisson sampling rate x data size "
+        "(default 64; DP-SGD on bert-tiny and hf:PATH: 1024, at most a quarter of the data)."
+    ),
+]
+PhysicalBatchOpt = Annotated[
+    Optional[int], typer.Option(help="Examples per forward/backward pass; larger batches are accumulated (default 64).")
+]
+TrainableOpt = Annotated[
+    str,
+    typer.Option(help="What trains: all, head (the classification layer) or top:K (a transformer's last K layers)."),
+]
+LrOpt = Annotated[
+    Optional[float], typer.Option(help="Learning rate (default: the architecture's, with or without DP-SGD).")
+]
 DropoutOpt = Annotated[float, typer.Option(help="Dropout (a defence the ModIvA paper measured; compare with 0).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and the audit (never of DP noise).")]
 DpOpt = Annotated[bool, typer.Option("--dp", help="Train with DP-SGD.")]
@@ -141,10 +157,18 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the model bundle.")] = ...,  # type: ignore[assignment]
     demo: Annotated[bool, typer.Option("--demo", help="Use the built-in demo data set (no file needed).")] = False,
     arch: ArchOpt = "cnn",
-    epochs: EpochsOpt = 20,
-    batch_size: BatchSizeOpt = 64,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    physical_batch_size: PhysicalBatchOpt = None,
+    trainable: TrainableOpt = "all",
     lr: LrOpt = None,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = ADAM,
+    optimizer: Annotated[
+        Optional[Optimizer],
+        typer.Option(
+            help="adam, adam-bc (Adam corrected for DP-SGD's noise; without DP it is Adam) or sgd. Default: adam; "
+            "adam-bc with DP-SGD on bert-tiny and hf:PATH."
+        ),
+    ] = None,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
     dropout: DropoutOpt = 0.1,
     max_len: Annotated[int, typer.Option(help="Tokens kept per text.")] = 64,
@@ -166,6 +190,13 @@ def train(
     delta: DeltaOpt = None,
     accountant: AccountantOpt = PLD,
     insecure_dp_seed: InsecureSeedOpt = None,
+    compare_nondp: Annotated[
+        bool,
+        typer.Option(
+            "--compare-nondp",
+            help="With --dp: also train without DP-SGD on the same members and show both held-out accuracies.",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a text classifier (optionally with DP-SGD) and save it as a model bundle."""
@@ -180,7 +211,7 @@ def train(
         epochs,
         batch_size,
         lr,
-        optimizer.value,
+        optimizer.value if optimizer else None,
         weight_decay,
         dropout,
         max_len,
@@ -189,11 +220,17 @@ def train(
         seed,
         heldout_fraction,
         dp_options(dp, noise_multiplier, target_epsilon, max_grad_norm, delta, accountant.value, insecure_dp_seed),
+        physical_batch_size,
+        trainable,
     )
+    if compare_nondp and recipe.dp is None:
+        raise PrivauditError("--compare-nondp needs --dp (it trains the same recipe without DP-SGD beside it)")
     source = api.resolve_source(data, text_col, label_col)
     with make_progress() as progress:
-        bundle = api.train(source, recipe, out, device, progress)
+        bundle = api.train(source, recipe, out, device, progress, compare_nondp=compare_nondp)
     print_rows(f"model saved to {out}", api.bundle_summary(bundle))
+    if bundle.baseline is not None:
+        print_rows("the same recipe without DP-SGD (same members; shown here only, not saved)", bundle.baseline.rows())
     out_console.print(
         f"audit manifest (who the members are: keep it with the training data, do not ship it): {manifest_path(out)}",
         highlight=False,
@@ -379,8 +416,10 @@ def canary(
     model: Annotated[Optional[Path], typer.Option(help="Retrain with this bundle's recipe (and data).")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the built-in demo data set.")] = False,
     arch: ArchOpt = "cnn",
-    epochs: EpochsOpt = 20,
-    batch_size: BatchSizeOpt = 64,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    physical_batch_size: PhysicalBatchOpt = None,
+    trainable: TrainableOpt = "all",
     lr: LrOpt = None,
     dropout: DropoutOpt = 0.1,
     seed: SeedOpt = 0,
@@ -444,7 +483,17 @@ def canary(
     )
     # With --model the model's own recipe is used; a DP option then is refused by api.canary, not ignored.
     recipe = (
-        TrainingRecipe(arch, epochs, batch_size, lr, dropout=dropout, seed=seed, dp=dp_settings)
+        TrainingRecipe(
+            arch,
+            epochs,
+            batch_size,
+            lr,
+            dropout=dropout,
+            seed=seed,
+            dp=dp_settings,
+            physical_batch_size=physical_batch_size,
+            trainable=trainable,
+        )
         if model is None or dp_settings is not None
         else None
     )
@@ -496,8 +545,10 @@ def sweep(
     ] = None,
     epsilons: Annotated[str, typer.Option(help="Comma-separated target epsilons; inf: without DP-SGD.")] = "1,4,inf",
     arch: ArchOpt = "cnn",
-    epochs: EpochsOpt = 20,
-    batch_size: BatchSizeOpt = 64,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    physical_batch_size: PhysicalBatchOpt = None,
+    trainable: TrainableOpt = "all",
     lr: LrOpt = None,
     dropout: DropoutOpt = 0.1,
     vocabulary: Annotated[
@@ -570,6 +621,8 @@ def sweep(
         vocabulary=vocabulary.value if vocabulary else None,
         seed=seed,
         dp=DPSettings(max_grad_norm, delta=delta, accountant=accountant.value),
+        physical_batch_size=physical_batch_size,
+        trainable=trainable,
     )
     with make_progress() as progress:
         result = api.sweep(data, settings, recipe, progress, text_col, label_col)
@@ -668,7 +721,7 @@ def report(
 @bench_app.command("dp")
 def bench_dp(
     archs: Annotated[str, typer.Option(help="Comma-separated architectures.")] = "cnn,bert-tiny",
-    batch_size: BatchSizeOpt = 64,
+    batch_size: Annotated[int, typer.Option(help="Batch size of every step.")] = 64,
     steps: Annotated[int, typer.Option(help="Timed steps per mode (after warm-up).")] = 30,
     data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
     device: DeviceOpt = "auto",
@@ -684,12 +737,47 @@ def bench_dp(
     )
 
 
+@bench_app.command("memory")
+def bench_memory(
+    batches: Annotated[
+        str, typer.Option(help="Comma-separated LOGICAL:PHYSICAL batch sizes.")
+    ] = "64:64,1024:64,1024:1024",
+    arch: ArchOpt = "bert-tiny",
+    data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
+    steps: Annotated[int, typer.Option(help="DP-SGD steps per configuration (rounded to whole epochs).")] = 8,
+) -> None:
+    """Peak memory of DP-SGD training by logical and physical batch size, each in a fresh process."""
+    from .bench import bench_memory as run
+
+    def pair(text: str) -> tuple[int, int]:
+        logical, _, physical = text.partition(":")
+        return int(logical), int(physical or logical)
+
+    rows = run(comma_separated(batches, pair, "--batches", "64:64,1024:64"), arch, data, steps)
+    base = rows[0]
+    print_table(
+        f"DP-SGD peak memory, {arch} (ratios to {base['logical']}:{base['physical']})",
+        ["logical batch", "physical batch", "peak MB", "ratio", "rise in training MB", "wall s"],
+        [
+            [
+                str(r["logical"]),
+                str(r["physical"]),
+                f"{r['peak_mb']:.0f}",
+                f"{r['peak_mb'] / base['peak_mb']:.2f}",
+                f"{r['rise_mb']:.0f}",
+                f"{r['wall_s']:.0f}",
+            ]
+            for r in rows
+        ],
+    )
+
+
 @bench_app.command("whitebox")
 def bench_whitebox(
     epsilons: Annotated[str, typer.Option(help="Comma-separated theoretical epsilons.")] = "1,2,4,8",
     data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
     arch: ArchOpt = "cnn",
-    epochs: EpochsOpt = 20,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
     gradient_canaries: Annotated[int, typer.Option(help="Dirac gradient canaries per training.")] = 100_000,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -739,7 +827,7 @@ def bench_sweep(
     epsilons: Annotated[str, typer.Option(help="Comma-separated target epsilons; inf: without DP-SGD.")] = "1,4,inf",
     data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
     shadows: Annotated[int, typer.Option(help="Shadow models per epsilon.")] = 4,
-    epochs: EpochsOpt = 20,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
     workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
     rounds: Annotated[int, typer.Option(help="Rounds, in alternating order (separate runs first, sweep first).")] = 2,
     device: DeviceOpt = "auto",

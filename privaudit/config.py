@@ -80,6 +80,8 @@ _SCHEMA: dict[str, dict[str, type]] = {
         "vocab_size": int,
         "vocabulary": str,
         "heldout_fraction": float,
+        "physical_batch_size": int,
+        "trainable": str,
         "dp": dict,
     },
     "train.dp": {

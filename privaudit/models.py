@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import PrivauditError
+
 
 @dataclass
 class ModelConfig:
@@ -98,6 +100,42 @@ class HFClassifier(nn.Module):
 
     def forward_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.hf(inputs_embeds=embeds, attention_mask=attention_mask).logits
+
+
+def trainable_parameters(model: nn.Module, trainable: str) -> list[nn.Parameter]:
+    """The parameters that `trainable` ("all", "head" or "top:K") trains, in the model's order.
+
+    "head" is the classification layer: the CNN's final linear layer, or what a transformers model has
+    outside its base model (BERT's classifier; DistilBERT's pre-classifier and classifier). "top:K" is
+    the last K blocks of the transformer's encoder and every parameter registered after them (BERT: the
+    pooler and the classifier), found as the encoder's list of num_hidden_layers blocks."""
+    params = list(model.parameters())
+    if trainable == "all":
+        return params
+    if isinstance(model, CNNClassifier):
+        assert trainable == "head", "TrainingRecipe.validate refuses top:K for the cnn"
+        return list(model.classifier.parameters())
+    assert isinstance(model, HFClassifier), "every model is a CNNClassifier or an HFClassifier"
+    if trainable == "head":
+        base = {id(p) for p in model.hf.base_model.parameters()}  # type: ignore[union-attr]  # transformers' property
+        return [p for p in params if id(p) not in base]
+    k = int(trainable.removeprefix("top:"))
+    blocks = _encoder_blocks(model.hf)
+    if k > len(blocks):
+        raise PrivauditError(f"--trainable top:{k}: the model has {len(blocks)} transformer layers")
+    first = id(next(blocks[len(blocks) - k].parameters()))
+    start = next(i for i, p in enumerate(params) if id(p) == first)
+    return params[start:]
+
+
+def _encoder_blocks(hf_model: nn.Module) -> nn.ModuleList:
+    layers = hf_model.config.num_hidden_layers  # type: ignore[union-attr]  # a transformers config
+    for _, module in hf_model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == layers and layers > 0:
+            return module
+    raise PrivauditError(
+        "--trainable top:K: cannot find the model's transformer layers (a list of num_hidden_layers blocks)"
+    )
 
 
 def bert_tiny_config(vocab_size: int, num_labels: int, pad_id: int, max_len: int, dropout: float) -> dict:

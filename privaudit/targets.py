@@ -31,12 +31,15 @@ def train(
     device: str = "auto",
     progress: Progress | None = None,
     split_seed: int | None = None,
+    compare_nondp: bool = False,
 ) -> ModelBundle:
     """Train on `data` (half held out as non-members by default); with `out`, save the model file and its
-    audit manifest beside it (save_model). The split is secret unless `split_seed` is given."""
+    audit manifest beside it (save_model). The split is secret unless `split_seed` is given. With
+    `compare_nondp` (and DP-SGD) the bundle's `baseline` holds the same recipe trained without DP-SGD on
+    the same members (in memory only)."""
     source = data if isinstance(data, DataSource) else resolve_source(data)
     dataset = load_source(source)
-    target = train_target(dataset, recipe, device, progress, split_seed)
+    target = train_target(dataset, recipe, device, progress, split_seed, compare_nondp)
     key = new_key()
     fingerprints = keyed_fingerprints(dataset, key)
     bundle = ModelBundle(
@@ -52,6 +55,7 @@ def train(
             [fingerprints[i] for i in target.member_indices],
             [fingerprints[i] for i in target.heldout_indices],
         ),
+        baseline=target.baseline,
     )
     if out is not None:
         save_model(bundle, out)

@@ -13,6 +13,7 @@ sum and divides by the expected batch size. The number of steps is epochs / q.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +32,12 @@ from .dpsgd import DiracRows, GaussianNoise, PerExampleClipper, PoissonSampler
 if TYPE_CHECKING:
     from privaudit.canaries.gradient import WhiteBoxAudit
 from .errors import PrivauditError
-from .models import ModelConfig, bert_tiny_config, build_model
+from .models import ModelConfig, bert_tiny_config, build_model, trainable_parameters
+from .optim import DPAdamBC
 from .recipe import TrainingRecipe
 from .tokenization import PAD, AnyTokenizer, hashed_tokenizer, pad_batch, token_ids, train_tokenizer
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input ids, attention mask, target label ids
 
 
 @dataclass
@@ -59,7 +63,7 @@ def build_classifier(
     if family == "hf":
         return load_hf_directory(recipe.arch[3:], labels, recipe.max_len)
     kind = "word" if family == "cnn" else "wordpiece"
-    assert recipe.vocab_size is not None, "a resolved recipe (with_hash_buckets) has its vocabulary size"
+    assert recipe.vocab_size is not None, "a recipe resolved with its data size has its vocabulary size"
     if tokenizer is None and recipe.vocabulary == "hashed":  # data-independent: built without looking at `texts`
         tokenizer = hashed_tokenizer(kind, recipe.vocab_size)
     elif tokenizer is None:
@@ -117,17 +121,28 @@ def load_hf_directory(path: str, labels: list[str] | None, max_len: int = 64) ->
 
 
 def make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `params`; adam-bc is told the variance of DP-SGD's noise in each gradient
+    coordinate, (noise multiplier x clipping norm / expected batch size)^2 (0 without DP-SGD: Adam)."""
     # The fused kernels update all parameters in one vectorised pass: on the CPU, Adam over a
     # 1.5M-parameter embedding table is several times faster than the per-tensor loop.
     assert recipe.lr is not None, "a resolved recipe has its learning rate"
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
+    if recipe.optimizer == "adam-bc":
+        dp, variance = recipe.dp, 0.0
+        if dp is not None:
+            assert dp.noise_multiplier is not None and recipe.batch_size is not None
+            variance = (dp.noise_multiplier * dp.max_grad_norm / recipe.batch_size) ** 2
+        return DPAdamBC(params, recipe.lr, variance, weight_decay=recipe.weight_decay)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, fused=True)
 
 
-def nondp_step(model, optimizer, ids, mask, targets) -> None:
+def nondp_step(model, optimizer, chunks: list[Batch]) -> None:
+    """One ordinary step on a batch given as chunks (gradient accumulation): the mean loss over the batch."""
     optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(model(ids, mask), targets).backward()
+    total = sum(len(targets) for _, _, targets in chunks)
+    for ids, mask, targets in chunks:
+        (F.cross_entropy(model(ids, mask), targets) * (len(targets) / total)).backward()
     optimizer.step()
 
 
@@ -136,27 +151,30 @@ def dp_step(
     noise: GaussianNoise,
     model,
     optimizer,
-    ids,
-    mask,
-    targets,
+    chunks: list[Batch],
     expected_batch_size: float,
     canary_rows: DiracRows | None = None,
     observe=None,
 ) -> None:
     """One DP-SGD step: Gaussian noise + clipped per-example gradient sum, over the expected batch size.
 
+    The Poisson sample comes as chunks of at most the physical batch: each chunk's clipped gradients are
+    added to the step's noise in place, so a logical batch of any size takes the memory of one chunk, and
+    the noise is drawn once per step (the mechanism is unchanged: the sum of clipped gradients is the same).
     An empty Poisson sample still takes a step: a pure-noise update, as the accountant assumes.
     `canary_rows` are further sampled examples given as gradients (the white-box audit's canaries), clipped
-    with the batch; `observe()` runs once the privatised gradient is in p.grad, before the update.
+    with the last chunk; `observe()` runs once the privatised gradient is in p.grad, before the update.
     """
     noise.start_step()
-    if len(targets):
+    chunks = [chunk for chunk in chunks if len(chunk[2])]
+    for k, (ids, mask, targets) in enumerate(chunks):
         with clipper.capture(len(targets)):
             F.cross_entropy(model(ids, mask), targets, reduction="none").sum().backward()
-    if len(targets) or (canary_rows is not None and len(canary_rows)):
+        clipper.clip_and_accumulate(canary_rows if k == len(chunks) - 1 else None)
+    if not chunks and canary_rows is not None and len(canary_rows):
         clipper.clip_and_accumulate(canary_rows)
     for p in clipper.parameters:
-        assert p.grad is not None  # clip_and_accumulate wrote it
+        assert p.grad is not None  # start_step wrote the noise there
         p.grad.div_(expected_batch_size)
     if observe is not None:
         observe()
@@ -182,34 +200,46 @@ def fit(
     """
     if len(train) == 0:
         raise PrivauditError("no training examples")
-    recipe = recipe.resolved().with_hash_buckets(len(train))
+    recipe = recipe.resolved(len(train))
+    epochs, batch_size, physical = recipe.epochs, recipe.batch_size, recipe.physical_batch_size
+    assert epochs is not None and batch_size is not None and physical is not None  # resolved with the data size
     torch.manual_seed(recipe.seed)
     classifier = build_classifier(recipe, train.texts, labels, tokenizer)
     device = resolve_device(device)
     model = classifier.model.to(device)
+    trainable = trainable_parameters(model, recipe.trainable)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in trainable:
+        p.requires_grad_(True)
     targets_all = classifier.label_ids(train.labels)
     sequences = token_ids(classifier.tokenizer, train.texts, recipe.max_len)
     n = len(train)
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
-    total_steps = recipe.epochs * steps_per_epoch
+    total_steps = epochs * math.ceil(n / batch_size)
     privacy = None
     if recipe.dp is not None:
         recipe, privacy = _with_calibrated_noise(recipe, n, total_steps)
     task = progress.add_task(description, total=total_steps) if progress is not None else None
-    optimizer = make_optimizer(recipe, model.parameters())
+    optimizer = make_optimizer(recipe, trainable)
     model.train()
 
-    def batch(indices):
-        ids, mask = pad_batch([sequences[i] for i in indices], classifier.config.pad_id)
-        return ids.to(device), mask.to(device), targets_all[torch.as_tensor(indices, device=device, dtype=torch.long)]
+    def batch(indices) -> list[Batch]:
+        """The examples at `indices` as chunks of at most the physical batch, padded chunk by chunk."""
+        chunks = []
+        for start in range(0, len(indices), physical):
+            part = indices[start : start + physical]
+            ids, mask = pad_batch([sequences[i] for i in part], classifier.config.pad_id)
+            targets = targets_all[torch.as_tensor(part, device=device, dtype=torch.long)]
+            chunks.append((ids.to(device), mask.to(device), targets))
+        return chunks
 
     whitebox = None
     if recipe.dp is None:
         rng = np.random.default_rng(recipe.seed)
-        for _ in range(recipe.epochs):
+        for _ in range(epochs):
             order = rng.permutation(n)
-            for start in range(0, n, recipe.batch_size):
-                nondp_step(model, optimizer, *batch(order[start : start + recipe.batch_size]))
+            for start in range(0, n, batch_size):
+                nondp_step(model, optimizer, batch(order[start : start + batch_size]))
                 if progress is not None and task is not None:
                     progress.advance(task)
     else:
@@ -220,7 +250,7 @@ def fit(
         seed = dp.insecure_seed  # None: operating-system entropy, the only choice that keeps the guarantee
         clipper = PerExampleClipper(model, dp.max_grad_norm)
         noise = GaussianNoise(clipper.parameters, dp.noise_multiplier * dp.max_grad_norm, device, seed)
-        sample_rate = recipe.batch_size / n
+        sample_rate = batch_size / n
         canaries = None
         if gradient_canaries:
             used = {i for seq in sequences for i in seq}
@@ -245,15 +275,12 @@ def fit(
             for _ in range(total_steps):
                 indices = sampler.sample()
                 rows = canaries.rows(indices[indices >= n] - n) if canaries else None
-                ids, mask, targets = batch(indices[indices < n])
                 dp_step(
                     clipper,
                     noise,
                     model,
                     optimizer,
-                    ids,
-                    mask,
-                    targets,
+                    batch(indices[indices < n]),
                     sample_rate * n,
                     rows,
                     canaries.observe if canaries else None,
@@ -264,13 +291,15 @@ def fit(
             clipper.close()
         if canaries is not None:
             whitebox = canaries.finish(dp.delta)
+    for p in model.parameters():  # as a loaded bundle is: attacks may ask for any gradient
+        p.requires_grad_(True)
     model.eval()
     return FittedModel(classifier, recipe, privacy, whitebox)
 
 
 def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[TrainingRecipe, PrivacyGuarantee]:
     dp = recipe.dp
-    assert dp is not None
+    assert dp is not None and recipe.batch_size is not None  # resolved with the data size
     sample_rate = min(1.0, recipe.batch_size / n)
     delta = dp.delta if dp.delta is not None else default_delta(n)
     sigma = dp.noise_multiplier
@@ -282,6 +311,30 @@ def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[
 
 
 @dataclass
+class NondpBaseline:
+    """The target's recipe without DP-SGD (what the user set kept, the rest the non-DP defaults), trained on
+    the same members: what DP-SGD costs in accuracy. Not covered by any guarantee (a non-DP model of the
+    members), so it is shown, never saved in the model file."""
+
+    recipe: TrainingRecipe
+    train_accuracy: float
+    heldout_accuracy: float
+    seconds: float
+    dp_heldout_accuracy: float
+    dp_seconds: float
+
+    def rows(self) -> list[tuple[str, str]]:
+        r = self.recipe
+        return [
+            ("recipe", f"{r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}, trainable {r.trainable}"),
+            ("train accuracy", f"{self.train_accuracy:.4f}"),
+            ("heldout accuracy", f"{self.heldout_accuracy:.4f} (with DP-SGD: {self.dp_heldout_accuracy:.4f})"),
+            ("DP / non-DP held-out accuracy", f"{self.dp_heldout_accuracy / max(self.heldout_accuracy, 1e-12):.3f}"),
+            ("training time", f"{self.seconds:.0f} s (with DP-SGD: {self.dp_seconds:.0f} s)"),
+        ]
+
+
+@dataclass
 class TargetModel:
     """A model trained on a random part of the data, with the rest kept as its non-member pool."""
 
@@ -289,6 +342,7 @@ class TargetModel:
     member_indices: np.ndarray
     heldout_indices: np.ndarray
     metrics: dict
+    baseline: NondpBaseline | None = None
 
 
 def train_target(
@@ -297,8 +351,10 @@ def train_target(
     device: str = "cpu",
     progress: Progress | None = None,
     split_seed: int | None = None,
+    compare_nondp: bool = False,
 ) -> TargetModel:
-    """Split `data` into members and a held-out pool, and train on the members.
+    """Split `data` into members and a held-out pool, and train on the members; with `compare_nondp` (and
+    DP-SGD), also the NondpBaseline on the same members.
 
     The split is drawn from operating-system entropy unless `split_seed` is given: the recorded --seed must
     not let whoever holds the model and the data file recompute who was a member."""
@@ -308,9 +364,23 @@ def train_target(
     train, pool = data.subset(members), data.subset(heldout)
     if len(train.label_names) < 2:
         raise PrivauditError("the training part of the data has a single class; use more data")
+    start = time.perf_counter()
     fitted = fit(train, labels, recipe, device, progress)
+    seconds = time.perf_counter() - start
     metrics = {
         "train_accuracy": fitted.classifier.accuracy(train.texts, train.labels),
         "heldout_accuracy": fitted.classifier.accuracy(pool.texts, pool.labels),
     }
-    return TargetModel(fitted, members, heldout, metrics)
+    baseline = None
+    if compare_nondp and recipe.dp is not None:
+        start = time.perf_counter()
+        plain = fit(train, labels, recipe.without_dp(), device, progress, "training without DP-SGD")
+        baseline = NondpBaseline(
+            plain.recipe,
+            plain.classifier.accuracy(train.texts, train.labels),
+            plain.classifier.accuracy(pool.texts, pool.labels),
+            time.perf_counter() - start,
+            metrics["heldout_accuracy"],
+            seconds,
+        )
+    return TargetModel(fitted, members, heldout, metrics, baseline)

@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "models",
             "tokenization",
             "dpsgd",
+            "optim",
             "accounting",
             "recipe",
             "source",
