@@ -1,8 +1,9 @@
-"""`privaudit bench dp`: DP-SGD step time against ordinary training, measured side by side.
+"""Benchmarks that print ratios measured side by side in one run.
 
-The same model (same initial weights, same optimizer) is trained on the same fixed batches with and
-without DP-SGD; blocks of steps alternate between the two so that machine load affects both alike,
-and the median block gives each mode's time per step.
+`privaudit bench dp`: DP-SGD step time against ordinary training (and Opacus). The same model (same
+initial weights, same optimizer) is trained on the same fixed batches in every mode; blocks of steps
+alternate between the modes so that machine load affects all alike, and the median block gives each
+mode's time per step. `bench memory`, `bench whitebox` and `bench sweep` are below.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +32,11 @@ ROUNDS = 5
 def bench_dp(
     archs: list[str], batch_size: int = 64, steps: int = 30, data: str | Path | None = None, device: str = "auto"
 ) -> list[dict]:
+    """Per-step time of every mode on each architecture: ordinary training, privaudit's DP-SGD, and Opacus
+    (when installed) with per-sample-gradient hooks and with ghost clipping. Every mode trains its own copy
+    of the same initial model with the same fused Adam on the same batches, in blocks that alternate between
+    the modes; the median block gives each mode's time. A mode that cannot run the model keeps its row,
+    with the error."""
     device = resolve_device(device)
     dataset = demo_dataset() if data is None else load_dataset(data)
     rows = []
@@ -46,34 +53,117 @@ def bench_dp(
             )
             targets = classifier.label_ids([dataset.labels[i] for i in idx]).cpu()
             batches.append((ids.to(device), mask.to(device), targets.to(device)))
-
-        plain = classifier.model.to(device).train()
-        private = copy.deepcopy(plain)
-        plain_opt = make_optimizer(recipe, plain.parameters())
-        private_opt = make_optimizer(recipe, private.parameters())
-        clipper = PerExampleClipper(private, max_grad_norm=1.0)
-        noise = GaussianNoise(clipper.parameters, 1.0, device=device)  # fresh entropy each step, as in training
-
-        def run_plain(batches=batches, plain=plain, plain_opt=plain_opt):
-            for chunk in batches:
-                nondp_step(plain, plain_opt, [chunk])
-
-        def run_private(batches=batches, clipper=clipper, noise=noise, private=private, private_opt=private_opt):
-            for chunk in batches:
-                dp_step(clipper, noise, private, private_opt, [chunk], batch_size)
-
+        initial = classifier.model.to(device).train()
+        runners, errors, cleanups = {}, {}, []
+        for mode, build in _MODES.items():
+            try:
+                runner, cleanup = build(copy.deepcopy(initial), recipe, batches, batch_size, device)
+                cleanups.append(cleanup)
+                runner()  # warm-up: allocator, kernels, optimizer state; and whether the mode runs at all
+                runners[mode] = runner
+            except Exception as exc:  # a library that cannot run the model: its row says why
+                errors[mode] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
         try:
-            run_plain(), run_private()  # warm-up: allocator, kernels, optimizer state
-            plain_times, private_times = [], []
+            times: dict[str, list[float]] = {mode: [] for mode in runners}
             for _ in range(ROUNDS):
-                plain_times.append(_timed(run_plain, device))
-                private_times.append(_timed(run_private, device))
+                for mode, runner in runners.items():
+                    times[mode].append(_timed(runner, device))
         finally:
-            clipper.close()
-        nondp_ms = statistics.median(plain_times) / steps * 1000
-        dp_ms = statistics.median(private_times) / steps * 1000
-        rows.append({"arch": arch, "nondp_ms": nondp_ms, "dp_ms": dp_ms, "ratio": dp_ms / nondp_ms})
+            for cleanup in cleanups:
+                cleanup()
+        plain_ms = statistics.median(times["non-DP"]) / steps * 1000
+        for mode in _MODES:
+            if mode in times:
+                ms = statistics.median(times[mode]) / steps * 1000
+                rows.append({"arch": arch, "mode": mode, "ms": ms, "ratio": ms / plain_ms, "error": None})
+            else:
+                rows.append({"arch": arch, "mode": mode, "ms": None, "ratio": None, "error": errors[mode]})
     return rows
+
+
+def _plain_mode(model, recipe, batches, batch_size, device):
+    optimizer = make_optimizer(recipe, model.parameters())
+
+    def run():
+        for chunk in batches:
+            nondp_step(model, optimizer, [chunk])
+
+    return run, lambda: None
+
+
+def _privaudit_mode(model, recipe, batches, batch_size, device):
+    optimizer = make_optimizer(recipe, model.parameters())
+    clipper = PerExampleClipper(model, max_grad_norm=1.0)
+    noise = GaussianNoise(clipper.parameters, 1.0, device=device)  # fresh entropy each step, as in training
+
+    def run():
+        for chunk in batches:
+            dp_step(clipper, noise, model, optimizer, [chunk], batch_size)
+
+    return run, clipper.close
+
+
+def _opacus_mode(ghost: bool):
+    """Opacus 1.6's DP-SGD: GradSampleModule + DPOptimizer (per-sample gradients from hooks), or with
+    ghost clipping its fast-gradient-clipping module, optimizer and loss wrapper (two backward passes)."""
+
+    def build(model, recipe, batches, batch_size, device):
+        try:
+            import opacus  # noqa: F401
+        except ImportError:
+            raise RuntimeError("Opacus not installed (pip install 'privaudit[opacus]')") from None
+        import torch.nn.functional as F
+        from torch import nn
+
+        noise = {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "expected_batch_size": batch_size}
+        if ghost:
+            from opacus.grad_sample import GradSampleModuleFastGradientClipping
+            from opacus.optimizers import DPOptimizerFastGradientClipping
+            from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+            module = GradSampleModuleFastGradientClipping(model, loss_reduction="sum", max_grad_norm=1.0)
+            optimizer = DPOptimizerFastGradientClipping(
+                make_optimizer(recipe, module.parameters()), loss_reduction="sum", **noise
+            )
+            criterion = DPLossFastGradientClipping(
+                module, optimizer, nn.CrossEntropyLoss(reduction="sum"), loss_reduction="sum"
+            )
+
+            def run():
+                for ids, mask, y in batches:
+                    optimizer.zero_grad(set_to_none=True)
+                    criterion(module(ids, mask), y).backward()
+                    optimizer.step()
+
+        else:
+            from opacus import GradSampleModule
+            from opacus.optimizers import DPOptimizer
+
+            module = GradSampleModule(model, loss_reduction="sum")
+            optimizer = DPOptimizer(make_optimizer(recipe, module.parameters()), loss_reduction="sum", **noise)
+
+            def run():
+                for ids, mask, y in batches:
+                    optimizer.zero_grad(set_to_none=True)
+                    F.cross_entropy(module(ids, mask), y, reduction="sum").backward()
+                    optimizer.step()
+
+        def quiet_run():
+            with warnings.catch_warnings():  # the model's first layer takes no gradient input, by design
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                run()
+
+        return quiet_run, module.cleanup
+
+    return build
+
+
+_MODES = {
+    "non-DP": _plain_mode,
+    "privaudit DP-SGD": _privaudit_mode,
+    "Opacus (hooks)": _opacus_mode(ghost=False),
+    "Opacus (ghost clipping)": _opacus_mode(ghost=True),
+}
 
 
 def _timed(fn, device: str) -> float:

@@ -24,9 +24,11 @@ def small_data():
 
 
 def dp_recipe(seed: int = 0, **dp) -> TrainingRecipe:
+    # Two passes of at most 16 per expected batch of 32: every check also covers accumulated batches.
     return TrainingRecipe(
         epochs=2,
         batch_size=32,
+        physical_batch_size=16,
         seed=seed,
         vocab_size=2000,
         dp=DPSettings(noise_multiplier=NOISE_MULTIPLIER, delta=1e-5, **dp),
