@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[test,lint,opacus,examples]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,lint,opacus,examples,ray]"
 	touch $@
 
 # The main job on the built-in demo data set (no data file, no network): train a model, then audit it
@@ -55,7 +55,7 @@ constraints:
 	$(PYTHON) -m venv .venv-pin
 	.venv-pin/bin/pip install -q --upgrade pip
 	.venv-pin/bin/pip install -q torch==2.13.0
-	.venv-pin/bin/pip install -q -e ".[test,lint,opacus,examples]"
+	.venv-pin/bin/pip install -q -e ".[test,lint,opacus,examples,ray]"
 	{ echo "# Every dependency pinned to what CI installs (make install uses it; make constraints refreshes it)."; \
 	  echo "# torch is pinned in the Makefile: the local CPU build, torch==2.13.0."; \
 	  .venv-pin/bin/pip freeze --exclude-editable | grep -v "^torch=="; } > constraints.txt

@@ -234,6 +234,48 @@ def _memory_of_training(arch, logical, physical, steps, noise_multiplier, data) 
     return status_kb("VmHWM"), status_kb("VmHWM") - before, time.perf_counter() - start
 
 
+def bench_backends(
+    data: str | Path | None = None,
+    shadows: int = 16,
+    workers: int = 2,
+    rounds: int = 1,
+    epochs: int | None = None,
+    progress=None,
+) -> dict:
+    """`privaudit bench backends`: `shadows` shadow models of the default CNN recipe on the whole data set
+    (a `privaudit mia` audit population), trained by the local process pool and by a local Ray instance
+    of the same `workers` CPUs, each from an empty cache; rounds alternate the order. Ray's time includes
+    starting Ray and its workers, as a user's first run does."""
+    import tempfile
+
+    from .shadows import train_shadows
+
+    dataset = demo_dataset() if data is None else load_dataset(data)
+    recipe = TrainingRecipe(epochs=epochs).resolved(len(dataset) // 2)
+
+    def run(backend: str) -> float:
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            train_shadows(
+                dataset,
+                dataset.label_names,
+                recipe,
+                shadows,
+                0,
+                Path(cache),
+                workers,
+                progress=progress,
+                backend=backend,
+            )
+            return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"local": [], "ray": []}
+    for r in range(rounds):
+        for backend in ("local", "ray") if r % 2 == 0 else ("ray", "local"):
+            times[backend].append(run(backend))
+    return {**times, "ratio": sum(times["ray"]) / sum(times["local"])}
+
+
 def bench_whitebox(
     epsilons: list[float],
     data: str | Path | None = None,

@@ -49,6 +49,11 @@ class Optimizer(StrEnum):
     SGD = "sgd"
 
 
+class Backend(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
 class Vocabulary(StrEnum):
     LEARNED = "learned"
     HASHED = "hashed"
@@ -95,7 +100,7 @@ for _enum, _library in (
     assert [e.value for e in _enum] == list(_library), f"{_enum.__name__} differs from the library's choices"
 
 # Enum defaults, made once (a call in a signature's defaults would run at import anyway).
-PLD, LIRA, BONFERRONI = Accountant("pld"), Attack("lira"), EpsilonMethod("bonferroni")
+PLD, LIRA, BONFERRONI, LOCAL = Accountant("pld"), Attack("lira"), EpsilonMethod("bonferroni"), Backend("local")
 JSON, HTML = Format("json"), Format("html")
 
 # Options shared by several commands, declared once.
@@ -319,6 +324,12 @@ def mia(
     ] = BONFERRONI,
     seed: SeedOpt = 0,
     workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="Where shadows train: local worker processes, or Ray tasks (privaudit[ray]).")
+    ] = LOCAL,
+    ray_address: Annotated[
+        Optional[str], typer.Option(help="With --backend ray: the cluster's address (default: a local Ray instance).")
+    ] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Shadow-model cache (default ~/.cache/privaudit).")] = None,
     show_text: Annotated[
         bool, typer.Option("--show-text", help="Show the raw text of the most exposed members.")
@@ -343,6 +354,8 @@ def mia(
         device,
         show_text,
         queries=queries,
+        backend=backend.value,
+        ray_address=ray_address,
     )
     thresholds = Thresholds(max_auc, tuple(parse_tpr_at_fpr(t) for t in max_tpr_at_fpr or []), max_empirical_epsilon)
     with make_progress() as progress:
@@ -737,10 +750,13 @@ def bench_dp(
         [
             [r["arch"], r["mode"], f"{r['ms']:.1f}", f"{r['ratio']:.2f}"]
             if r["error"] is None
-            else [r["arch"], r["mode"], "fails", r["error"]]
+            else [r["arch"], r["mode"], "fails", "-"]
             for r in rows
         ],
     )
+    for r in rows:
+        if r["error"] is not None:
+            out_console.print(f"{r['mode']} on {r['arch']} fails: {r['error']}", highlight=False, markup=False)
 
 
 @bench_app.command("memory")
@@ -774,6 +790,29 @@ def bench_memory(
                 f"{r['wall_s']:.0f}",
             ]
             for r in rows
+        ],
+    )
+
+
+@bench_app.command("backends")
+def bench_backends(
+    data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
+    shadows: Annotated[int, typer.Option(help="Shadow models per backend.")] = 16,
+    workers: Annotated[int, typer.Option(help="CPUs of both: local worker processes, local Ray instance.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds, in alternating order (local first, Ray first).")] = 1,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs of each shadow (default 20).")] = None,
+) -> None:
+    """Shadow-model training on the local process pool against a local Ray instance of the same CPUs."""
+    from .bench import bench_backends as run
+
+    with make_progress() as progress:
+        r = run(data, shadows, workers, rounds, epochs, progress)
+    print_table(
+        f"{shadows} shadow models, {workers} CPUs, from empty caches",
+        ["backend", "wall s (each round)", "ratio to local"],
+        [
+            ["local process pool", ", ".join(f"{t:.0f}" for t in r["local"]), "1.00"],
+            ["local Ray instance", ", ".join(f"{t:.0f}" for t in r["ray"]), f"{r['ratio']:.2f}"],
         ],
     )
 

@@ -92,7 +92,15 @@ _SCHEMA: dict[str, dict[str, type]] = {
         "accountant": str,
         "insecure_seed": int,
     },
-    "mia": {"attack": str, "shadows": int, "queries": int, "epsilon_method": str, "workers": int},
+    "mia": {
+        "attack": str,
+        "shadows": int,
+        "queries": int,
+        "epsilon_method": str,
+        "workers": int,
+        "backend": str,
+        "ray_address": str,
+    },
     "canary": {
         "template": str,
         "insert": int,

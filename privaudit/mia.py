@@ -43,7 +43,7 @@ from .queries import flatten
 from .queries import neighbours as query_neighbours
 from .recipe import TrainingRecipe
 from .results import SCHEMA_VERSION, Gate, Headline
-from .shadows import default_cache_dir, default_workers, train_shadows
+from .shadows import BACKENDS, default_cache_dir, default_workers, train_shadows
 from .source import file_source, load_source
 from .tokenization import vocabulary_misses
 from .usermodel import CodeRef, UserModel, UserTrainer, load_user_model
@@ -63,6 +63,8 @@ class MiaSettings:
     n_vulnerable: int = 10
     bootstrap: int = 1000
     queries: int = 4  # query neighbours per example (privaudit.queries), for the augmented and label-only attacks
+    backend: str = "local"  # where shadows train: "local" (worker processes) or "ray" (privaudit.shadows)
+    ray_address: str | None = None  # with backend "ray": the cluster; None: a local Ray instance
 
     def validate(self) -> None:
         if self.attack not in ATTACKS:
@@ -73,6 +75,10 @@ class MiaSettings:
             raise PrivauditError("--shadows must be 0 or more")
         if self.queries < 0:
             raise PrivauditError("--queries must be 0 or more")
+        if self.backend not in BACKENDS:
+            raise PrivauditError(f"unknown backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
+        if self.ray_address is not None and self.backend != "ray":
+            raise PrivauditError("--ray-address needs --backend ray")
         check_seed(self.seed)
         if ATTACKS[self.attack].needs_shadows and self.shadows < 2:
             raise PrivauditError(f"attack {self.attack!r} needs --shadows 2 or more")
@@ -318,6 +324,8 @@ def run_mia(
             settings.device,
             progress,
             neighbours,
+            settings.backend,
+            settings.ray_address,
         )
         shadow_logits, shadow_query_logits, shadow_in = pool.logits, pool.query_logits, pool.inclusion
         cached, repaired = pool.cached, pool.repaired

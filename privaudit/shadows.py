@@ -7,7 +7,8 @@ set; beside them, the model itself (a model bundle, a few MB) and its logits on 
 (`privaudit.queries`) asked for so far, so that a new query set costs inference, not training. A second
 run, or a run after Ctrl-C, reuses every finished model and loses at most the ones in progress.
 Shadows train in parallel worker processes (one thread each), which on a 2-core CPU is about 1.4x
-faster than one process using both cores.
+faster than one process using both cores; or, with backend "ray", as Ray tasks on a cluster (or a local
+Ray instance), each returning its files to the driver, which writes them into its own cache.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -35,6 +37,9 @@ from .recipe import TrainingRecipe
 from .usermodel import CodeRef, UserTrainer
 
 CACHE_FORMAT = 2  # 2: logits files carry a SHA-256 digest (entries of format 1 are not reused)
+BACKENDS = ("local", "ray")
+# A Ray task whose worker dies (a node lost, a process killed) is run again up to this many times.
+RAY_TASK_RETRIES = 3
 
 
 @dataclass
@@ -196,11 +201,17 @@ def train_shadows(
     device: str = "cpu",
     progress: Progress | None = None,
     query_neighbours: list[list[str]] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> ShadowPool:
     """Train (or load from the cache) `num_shadows` shadow models with `recipe` (privaudit's trainer) or the
     user's own trainer; returns their logits on the population and on each example's query neighbours
     (`privaudit.queries.neighbours`; none: Q = 0), columns in the order of `label_names`. A damaged
-    cache file is never used: the shadow is rebuilt in the same run, and `ShadowPool.repaired` says so."""
+    cache file is never used: the shadow is rebuilt in the same run, and `ShadowPool.repaired` says so.
+
+    `backend` "local" trains in `workers` processes here; "ray" trains each shadow as a Ray task (on the
+    cluster at `ray_address`, or a local Ray instance of `workers` CPUs), whose files come back to this
+    cache: the same cache keys, so a later local run reuses them. Queries of cached models run here."""
     inclusion = inclusion_matrix(len(population), num_shadows, seed)
     digest = population_digest(population)
     cache_dir = Path(cache_dir) / "shadows"
@@ -243,6 +254,11 @@ def train_shadows(
         else None
     )
     outcomes: list[str] = []
+    if jobs and backend == "ray":
+        population_parts = (population.texts, population.labels, label_names, query_texts)
+        trainings = [args for job, args in jobs if job is _train]
+        outcomes += _run_on_ray(trainings, population_parts, workers, ray_address, progress, task)
+        jobs = [(job, args) for job, args in jobs if job is not _train]
     if jobs:
         if workers > 1:
             context = multiprocessing.get_context("spawn")
@@ -284,6 +300,75 @@ def train_shadows(
     )
     trained = sum(outcome != "queried" for outcome in outcomes)
     return ShadowPool(inclusion, logits, query_logits, num_shadows - trained, damaged + outcomes.count("repaired"))
+
+
+def _run_on_ray(
+    trainings: list[tuple], population: tuple, workers: int, address: str | None, progress, task
+) -> list[str]:
+    """Each (how, members, entry, device) as a Ray task of one CPU (and one GPU on a CUDA device), retried
+    when its worker dies; every finished task's files are written into the local cache as it comes back.
+    Interrupted (Ctrl-C, SIGTERM), every unfinished task is cancelled, its worker stopped."""
+    try:
+        import ray
+    except ImportError:
+        raise PrivauditError("--backend ray needs Ray: pip install 'privaudit[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            if address is None:  # a local instance of `workers` CPUs, gone when this process ends
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = address or "a new local instance"
+            raise PrivauditError(f"cannot reach the Ray cluster at {where}: {exc}") from None
+    population_ref = ray.put(population)
+    task_refs = {}
+    for how, members, entry, device in trainings:
+        options = {"num_cpus": 1, "num_gpus": 1 if device.startswith("cuda") else 0, "max_retries": RAY_TASK_RETRIES}
+        remote = ray.remote(_train_on_ray_worker).options(**options)
+        task_refs[remote.remote(population_ref, how, members, entry.queries is not None, device)] = entry
+    pending, outcomes = list(task_refs), []
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                _store(ray.get(ref), task_refs[ref])
+                outcomes.append("trained")
+                if progress is not None and task is not None:
+                    progress.advance(task)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return outcomes
+
+
+def _train_on_ray_worker(population: tuple, how: dict, members: np.ndarray, queries: bool, device: str) -> dict:
+    """A Ray task: train one shadow in a scratch folder of the worker and return its files' bytes (the
+    worker's disk may be another machine's)."""
+    import tempfile
+
+    torch.set_num_threads(1)  # the task asked Ray for one CPU
+    texts, labels, label_names, query_texts = population
+    _set_population(TextDataset(texts, labels), label_names, query_texts)
+    with tempfile.TemporaryDirectory() as folder:
+        here = Path(folder)
+        scratch = ShadowEntry(here / "logits", here / "model", here / "queries" if queries else None)
+        _train(how, members, scratch, device)
+        return {name: path.read_bytes() for name, path in _files(scratch) if path.is_file()}
+
+
+def _files(entry: ShadowEntry) -> list[tuple[str, Path]]:
+    """An entry's files in the order they are written: the population logits last (they mark it complete)."""
+    files = [("model", entry.model)] + ([("queries", entry.queries)] if entry.queries is not None else [])
+    return [*files, ("logits", entry.logits)]
+
+
+def _store(files: dict[str, bytes], entry: ShadowEntry) -> None:
+    for name, path in _files(entry):
+        if name in files:
+            with atomic_path(path, private=True) as tmp:
+                tmp.write_bytes(files[name])
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

@@ -10,14 +10,9 @@ def save_tiny_bert(folder: Path, texts: list[str], labels: list[str] | None, see
     """A one-layer BERT with a WordPiece tokenizer learned from `texts`; `labels` names its classes
     (None: two unnamed ones, as a checkpoint to fine-tune)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
-    from privaudit.tokenization import train_tokenizer
-
-    backend = train_tokenizer("wordpiece", texts, vocab)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
+    backend, tokenizer = fast_tokenizer(texts, vocab)
     names = labels or ["LABEL_0", "LABEL_1"]
     config = BertConfig(
         vocab_size=backend.get_vocab_size(),
@@ -40,19 +35,9 @@ def pretrain_bert(folder: Path, texts: list[str], epochs: int = 8, seed: int = 0
     Hugging Face directory; fine-tuning it for classification adds a fresh head."""
     import numpy as np
     import torch
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM
 
-    from privaudit.tokenization import train_tokenizer
-
-    backend = train_tokenizer("wordpiece", texts, vocab)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    backend, tokenizer = fast_tokenizer(texts, vocab)
     config = BertConfig(
         vocab_size=backend.get_vocab_size(),
         hidden_size=128,
@@ -84,3 +69,14 @@ def pretrain_bert(folder: Path, texts: list[str], epochs: int = 8, seed: int = 0
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def fast_tokenizer(texts: list[str], vocab: int):
+    """privaudit's WordPiece tokenizer learned from `texts`, and the transformers tokenizer around it."""
+    from transformers import PreTrainedTokenizerFast
+
+    from privaudit.tokenization import train_tokenizer
+
+    backend = train_tokenizer("wordpiece", texts, vocab)
+    special = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
+    return backend, PreTrainedTokenizerFast(tokenizer_object=backend, mask_token="[MASK]", **special)

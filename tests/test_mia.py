@@ -215,6 +215,8 @@ def test_cli_gate_exit_codes_and_reports(run_cli, leaky_model, workdir):
         (["--nonmembers", "x.csv"], "go together"),
         (["--max-tpr-at-fpr", "0.5"], "expects FPR:TPR"),
         (["--max-tpr-at-fpr", "0.02:0.1"], "not on the reported grid"),
+        (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --backend ray"),
+        (["--backend", "slurm"], "'slurm' is not one of 'local', 'ray'"),
     ],
 )
 def test_cli_bad_usage_exits_2(run_cli, leaky_model, workdir, args, message):
