@@ -12,14 +12,16 @@
     nonmembers = "nonmembers.csv"
 
     [tool.privaudit.train]           # how to train the model when `model` is not given
-    arch = "cnn"
+    arch = "cnn"                     # unset options: the architecture's defaults, with or without DP-SGD
     epochs = 20
+    trainable = "all"                # or "head", "top:2"; physical_batch_size = 64 (passes of a larger batch)
     dp = { target_epsilon = 4.0 }
 
     [tool.privaudit.mia]
     attack = "lira"                  # shown first; every attack is computed and gated
     shadows = 16
     queries = 4                      # word-edit neighbours per example (augmented and label-only attacks)
+    backend = "local"                # or "ray", with ray_address = "HEAD:6379" (none: a local Ray instance)
 
     [tool.privaudit.canary]
     template = "my pin code is {digit} {digit} {digit} {digit}"

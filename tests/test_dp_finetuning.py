@@ -168,3 +168,17 @@ def test_cli_refuses_bad_fine_tuning_options(run_cli, tiny_csv, tmp_path, args, 
     code, _, err = run_cli("train", tiny_csv, "--out", tmp_path / "m.pt", "--epochs", "1", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_shadows_and_sweep_points_train_with_the_targets_resolved_recipe():
+    import math
+
+    from privaudit.sweep import recipe_at
+
+    target = TrainingRecipe(arch="bert-tiny", dp=DPSettings(target_epsilon=8)).resolved(6892)
+    # A shadow trains on another number of examples: the recorded recipe must not change with it.
+    assert target.resolved(3446) == target and target.resolved(100) == target
+    base = TrainingRecipe(arch="bert-tiny")
+    dp_point, plain_point = recipe_at(base, 8.0).resolved(6892), recipe_at(base, math.inf).resolved(6892)
+    assert (dp_point.batch_size, dp_point.optimizer) == (1024, "adam-bc")
+    assert (plain_point.batch_size, plain_point.optimizer) == (64, "adam")
