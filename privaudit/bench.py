@@ -202,17 +202,25 @@ def bench_memory(
     return rows
 
 
-def _memory_of_training(arch, logical, physical, steps, noise_multiplier, data) -> tuple[int, int, float]:
+def resident_kb(field: str = "VmHWM") -> int:
+    """This process's resident memory from /proc/self/status: VmHWM (its peak) or VmRSS (now), in kB."""
     import re
 
+    with open("/proc/self/status") as status:
+        match = re.search(rf"{field}:\s+(\d+) kB", status.read())
+    assert match is not None, f"/proc/self/status has {field}"
+    return int(match.group(1))
+
+
+def reset_peak_resident() -> None:
+    """Resets this process's peak (VmHWM) to its current resident memory."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def _memory_of_training(arch, logical, physical, steps, noise_multiplier, data) -> tuple[int, int, float]:
     from .recipe import DPSettings
     from .training import fit
-
-    def status_kb(field: str) -> int:
-        with open("/proc/self/status") as status:
-            match = re.search(rf"{field}:\s+(\d+) kB", status.read())
-        assert match is not None, f"/proc/self/status has {field}"
-        return int(match.group(1))
 
     dataset = demo_dataset() if data is None else load_dataset(data)
     train = dataset.subset(np.arange(len(dataset) // 2))
@@ -226,12 +234,11 @@ def _memory_of_training(arch, logical, physical, steps, noise_multiplier, data) 
         dp=DPSettings(noise_multiplier=noise_multiplier),
     )
     fit(train, dataset.label_names, replace(recipe, epochs=1), "cpu")  # warm-up: imports, allocator, kernels
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets the peak (VmHWM) to the current resident memory
-    before = status_kb("VmRSS")
+    reset_peak_resident()
+    before = resident_kb("VmRSS")
     start = time.perf_counter()
     fit(train, dataset.label_names, recipe, "cpu")
-    return status_kb("VmHWM"), status_kb("VmHWM") - before, time.perf_counter() - start
+    return resident_kb(), resident_kb() - before, time.perf_counter() - start
 
 
 def bench_backends(

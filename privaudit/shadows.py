@@ -257,7 +257,8 @@ def train_shadows(
     if jobs and backend == "ray":
         population_parts = (population.texts, population.labels, label_names, query_texts)
         trainings = [args for job, args in jobs if job is _train]
-        outcomes += _run_on_ray(trainings, population_parts, workers, ray_address, progress, task)
+        if trainings:  # queries of cached models need no Ray
+            outcomes += _run_on_ray(trainings, population_parts, workers, ray_address, progress, task)
         jobs = [(job, args) for job, args in jobs if job is not _train]
     if jobs:
         if workers > 1:
@@ -322,11 +323,13 @@ def _run_on_ray(
             where = address or "a new local instance"
             raise PrivauditError(f"cannot reach the Ray cluster at {where}: {exc}") from None
     population_ref = ray.put(population)
-    task_refs = {}
-    for how, members, entry, device in trainings:
-        options = {"num_cpus": 1, "num_gpus": 1 if device.startswith("cuda") else 0, "max_retries": RAY_TASK_RETRIES}
-        remote = ray.remote(_train_on_ray_worker).options(**options)
-        task_refs[remote.remote(population_ref, how, members, entry.queries is not None, device)] = entry
+    device = trainings[0][3]  # every shadow of one run trains on the same device
+    gpus = 1 if device.startswith("cuda") else 0
+    remote = ray.remote(_train_on_ray_worker).options(num_cpus=1, num_gpus=gpus, max_retries=RAY_TASK_RETRIES)
+    task_refs = {
+        remote.remote(population_ref, how, members, entry.queries is not None, device): entry
+        for how, members, entry, _ in trainings
+    }
     pending, outcomes = list(task_refs), []
     try:
         while pending:

@@ -8,7 +8,6 @@ slow lane (test_dp_finetuning_slow.py) asserts the issue's goals on the same run
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 import time
@@ -30,18 +29,6 @@ class Run:
     recipe: str
 
 
-def _peak_kb() -> int:
-    with open("/proc/self/status") as status:
-        match = re.search(r"VmHWM:\s+(\d+) kB", status.read())
-    assert match is not None
-    return int(match.group(1))
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
 def pretrained_directory(folder: Path) -> Path:
     sys.path.insert(0, str(HERE))
     from hf_checkpoints import pretrain_bert
@@ -53,6 +40,7 @@ def pretrained_directory(folder: Path) -> Path:
 
 def measure(arch: str, epsilons=EPSILONS, data: Path = SNIPS_TRAIN, split_seed: int = 0) -> list[Run]:
     """Non-DP, then DP-SGD at each epsilon, every recipe option left at its default, on one member split."""
+    from privaudit.bench import reset_peak_resident, resident_kb
     from privaudit.data import load_dataset, member_split
     from privaudit.recipe import DPSettings, TrainingRecipe
     from privaudit.training import fit
@@ -65,7 +53,7 @@ def measure(arch: str, epsilons=EPSILONS, data: Path = SNIPS_TRAIN, split_seed: 
         name = arch if arch != "pretrained" else f"hf:{pretrained_directory(Path(folder) / 'pretrained')}"
         for epsilon in (None, *epsilons):
             recipe = TrainingRecipe(arch=name, dp=None if epsilon is None else DPSettings(target_epsilon=epsilon))
-            _reset_peak()
+            reset_peak_resident()
             start = time.perf_counter()
             fitted = fit(train, dataset.label_names, recipe)
             seconds = time.perf_counter() - start
@@ -76,7 +64,7 @@ def measure(arch: str, epsilons=EPSILONS, data: Path = SNIPS_TRAIN, split_seed: 
                     epsilon,
                     fitted.classifier.accuracy(pool.texts, pool.labels),
                     seconds,
-                    _peak_kb() / 1024,
+                    resident_kb() / 1024,
                     f"{r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}"
                     + (f", noise {r.dp.noise_multiplier:.3f}" if r.dp else ""),
                 )
