@@ -25,8 +25,9 @@ the one-hot token), until no swap helps.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +40,71 @@ SWAP_STARTS = 4
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<pad>", "<unk>", "<s>", "</s>", "<mask>")
 
 
+class WhiteBox(Protocol):
+    """What ModIvA needs of a model (white-box access): privaudit's own classifiers give it through
+    `ClassifierWhiteBox`; a user's model through `encode`, `input_embeddings` and `forward_embeds`
+    (`privaudit.usermodel`)."""
+
+    labels: list[str]
+    special_token_ids: set[int]  # never candidates in the vocabulary setting
+    unknown_token_id: int | None  # a symbol encoded as this is not in the vocabulary
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each (N, T)."""
+        ...
+
+    def input_embeddings(self) -> torch.Tensor:
+        """The token embedding matrix (V, D) that `forward_embeds` reads soft tokens through."""
+        ...
+
+    def forward_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C) from input embeddings (N, T, D), in eval mode."""
+        ...
+
+    def frozen(self) -> AbstractContextManager[object]:
+        """While ModIvA runs: eval mode, and no gradient for the weights where that can be switched off."""
+        ...
+
+
+@dataclass
+class ClassifierWhiteBox:
+    """A privaudit classifier's white-box view (its model's input-embedding path)."""
+
+    classifier: TextClassifier
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    @property
+    def special_token_ids(self) -> set[int]:
+        return {self.classifier.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS} - {None}
+
+    @property
+    def unknown_token_id(self) -> int | None:
+        return self.classifier.tokenizer.token_to_id("[UNK]")
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.classifier.encode(texts)
+
+    def input_embeddings(self) -> torch.Tensor:
+        return self.classifier.model.embedding_layer().weight  # type: ignore[operator]  # nn.Module attributes type as Tensor
+
+    def forward_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier.model.forward_embeds(embeds, mask)  # type: ignore[operator]  # nn.Module attributes type as Tensor
+
+    def frozen(self) -> AbstractContextManager[object]:
+        return _frozen([self.classifier.model])
+
+
+def white_box(model: Any) -> WhiteBox | None:
+    """`model`'s white-box view for ModIvA, or None where it offers none (a black-box model)."""
+    if isinstance(model, TextClassifier):
+        return ClassifierWhiteBox(model)
+    view = getattr(model, "white_box", None)  # a user's model (privaudit.usermodel.UserModel)
+    return view() if callable(view) else None
+
+
 @dataclass
 class SlotLayout:
     input_ids: torch.Tensor  # (1, T) the template with placeholder secrets
@@ -47,34 +113,49 @@ class SlotLayout:
     alphabet_ids: list[list[int]]  # per slot: token id of each alphabet symbol, in alphabet order
 
 
-def slot_layout(classifier: TextClassifier, template) -> SlotLayout:
-    """Token positions of the template's slots; every alphabet symbol must be one vocabulary token."""
-    tokenizer = classifier.tokenizer
-    unk = tokenizer.token_to_id("[UNK]")
-    alphabet_ids = []
-    for alphabet in template.alphabets:
-        ids = []
-        for symbol in alphabet:
-            encoded = tokenizer.encode(symbol, add_special_tokens=False).ids
-            if len(encoded) != 1 or encoded[0] == unk:
+def slot_layout(model: Any, template) -> SlotLayout:
+    """Token positions of the template's slots and each alphabet symbol's token id there, read off the
+    model's own encoding (any tokenizer): each slot is found by changing only its symbol. Every symbol
+    must be one known token of the vocabulary, and no two may share one."""
+    view = _white_box_or_refuse(model)
+    first = tuple(a[0] for a in template.alphabets)
+    ids_a, mask = (t.cpu() for t in view.encode([template.render(first)]))
+    base = ids_a[0]
+    positions, alphabet_ids = [], []
+    for slot, alphabet in enumerate(template.alphabets):
+        texts = [template.render(first[:slot] + (symbol,) + first[slot + 1 :]) for symbol in alphabet]
+        encoded = view.encode(texts)[0].cpu()
+        if encoded.shape[1:] != base.shape:
+            raise PrivauditError(f"template {template.text!r}: secrets change the number of tokens")
+        changed = encoded != base  # (symbols, T)
+        where = torch.nonzero(changed.any(0)).flatten().tolist()
+        for symbol, row in zip(alphabet, changed):
+            if int(row.sum()) > 1:  # more than the slot's own token changed: the symbol is several tokens
                 raise PrivauditError(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
-            ids.append(encoded[0])
+        if len(where) != 1:  # 0: every symbol reads the same (unknown words); >1: several tokens
+            raise PrivauditError(f"alphabet symbol {alphabet[0]!r} is not one token of the model's vocabulary")
+        pos = where[0]
+        ids = [int(i) for i in encoded[:, pos]]
+        for symbol, token in zip(alphabet, ids):
+            if token == view.unknown_token_id:
+                raise PrivauditError(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
         if len(set(ids)) < len(ids):
             raise PrivauditError(
                 f"two symbols of the alphabet {alphabet[:3]}... share one token id (a hashed "
                 f"vocabulary's collision): choose other symbols or a larger --vocab-size"
             )
+        positions.append(pos)
         alphabet_ids.append(ids)
-    first = tuple(a[0] for a in template.alphabets)
-    second = tuple(a[1] for a in template.alphabets)
-    ids_a, mask = classifier.encode([template.render(first)])
-    ids_b, _ = classifier.encode([template.render(second)])
-    if ids_a.shape != ids_b.shape:
-        raise PrivauditError(f"template {template.text!r}: secrets change the number of tokens")
-    positions = torch.nonzero(ids_a[0] != ids_b[0]).flatten().tolist()
-    if len(positions) != len(template.slots):
+    if len(set(positions)) != len(template.slots):
         raise PrivauditError(f"template {template.text!r}: cannot locate its {len(template.slots)} secret tokens")
-    return SlotLayout(ids_a.cpu(), mask.cpu(), positions, alphabet_ids)
+    return SlotLayout(ids_a, mask.cpu(), positions, alphabet_ids)
+
+
+def _white_box_or_refuse(model: Any) -> WhiteBox:
+    view = white_box(model)
+    if view is None:
+        raise PrivauditError(f"ModIvA needs white-box access, which a {type(model).__name__} does not give")
+    return view
 
 
 @dataclass
@@ -95,19 +176,23 @@ class Objective:
     """The label's log-odds under the target, minus the references' mean log-odds (if any): a weighted
     sum over models, each reading token ids or soft input embeddings through its own embedding table."""
 
-    def __init__(self, target: TextClassifier, references: list[TextClassifier], label_id: int):
-        self.models = [target.model, *(r.model for r in references)]
-        self.embeddings = [m.embedding_layer() for m in self.models]  # type: ignore[operator]  # nn.Module attributes type as Tensor
+    def __init__(self, target: WhiteBox, references: list[WhiteBox], label_id: int):
+        self.models = [target, *references]
+        self.tables = [m.input_embeddings() for m in self.models]
         self.weights = [1.0] + [-1.0 / len(references) for _ in references]
         self.label_id = label_id
 
+    def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Each model's input embeddings of `ids`."""
+        return [table[ids] for table in self.tables]
+
     def of_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self._combined([m(ids, mask.expand(len(ids), -1)) for m in self.models])
+            return self.of_embeds(self.embed(ids), mask)
 
     def of_embeds(self, embeds: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """`embeds[m]`: model m's input embeddings (each model has its own table)."""
-        return self._combined([m.forward_embeds(e, mask.expand(len(e), -1)) for m, e in zip(self.models, embeds)])  # type: ignore[operator]  # nn.Module attributes type as Tensor
+        return self._combined([m.forward_embeds(e, mask.expand(len(e), -1)) for m, e in zip(self.models, embeds)])
 
     def _combined(self, logits: list[torch.Tensor]) -> torch.Tensor:
         per_model = torch.stack([log_odds(z, self.label_id) for z in logits])  # (models, batch)
@@ -122,7 +207,7 @@ def log_odds(logits: torch.Tensor, label_id: int) -> torch.Tensor:
 
 
 def modiva_extract(
-    classifier: TextClassifier,
+    model: Any,
     template,
     secret: tuple[str, ...],
     label: str,
@@ -133,26 +218,30 @@ def modiva_extract(
     tau_start: float = 1.0,
     tau_end: float = 0.05,
     seed: int = 0,
-    references: list[TextClassifier] | None = None,
+    references: list[Any] | None = None,
 ) -> Extraction:
-    """Extract `secret` from `classifier` (with `references`: by the calibrated objective)."""
+    """Extract `secret` from `model` (a privaudit classifier or a user's white-box model; with
+    `references`, models that share its token ids, by the calibrated objective)."""
     if setting not in ("alphabet", "vocab"):
         raise ValueError("setting must be alphabet or vocab")
-    layout = slot_layout(classifier, template)
-    device = classifier.device
+    target = _white_box_or_refuse(model)
+    layout = slot_layout(model, template)
+    objective = Objective(target, [_white_box_or_refuse(r) for r in references or []], target.labels.index(label))
+    device = objective.tables[0].device
     if setting == "alphabet":
         candidates = [torch.tensor(ids, device=device) for ids in layout.alphabet_ids]
     else:
-        special = {classifier.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS} - {None}
-        allowed = torch.tensor([i for i in range(classifier.config.vocab_size) if i not in special], device=device)
+        special = target.special_token_ids
+        allowed = torch.tensor([i for i in range(len(objective.tables[0])) if i not in special], device=device)
         candidates = [allowed] * len(layout.positions)
-    objective = Objective(classifier, references or [], classifier.labels.index(label))
     ids, mask = layout.input_ids.to(device), layout.mask.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    with _frozen(objective.models):
+    with ExitStack() as stack:
+        for m in objective.models:
+            stack.enter_context(m.frozen())
         with torch.no_grad():
-            bases = [embedding(ids) for embedding in objective.embeddings]
-            tables = [[embedding.weight[c] for c in candidates] for embedding in objective.embeddings]
+            bases = objective.embed(ids)
+            tables = [[table[c] for c in candidates] for table in objective.tables]
         thetas = [
             (0.01 * torch.randn(restarts, len(c), generator=generator, device=device)).requires_grad_()
             for c in candidates
@@ -173,8 +262,9 @@ def modiva_extract(
                     e[:, pos] = w @ table
                 embeds.append(e)
             loss = -objective.of_embeds(embeds, mask).sum()
-            optimizer.zero_grad()
-            loss.backward()
+            # Gradients for the relaxed tokens only: a user's weights may not be frozen, and keep their .grad.
+            for theta, grad in zip(thetas, torch.autograd.grad(loss, thetas)):
+                theta.grad = grad
             optimizer.step()
         with torch.no_grad():
             picks = torch.stack([c[t.argmax(1)] for t, c in zip(thetas, candidates)], dim=1)  # (R, S)
@@ -259,10 +349,10 @@ def swap_search(
 
 
 def _hotflip_candidates(objective: Objective, current, mask, pos, options, top_k):
-    embeds = [embedding(current).detach().requires_grad_(True) for embedding in objective.embeddings]
+    embeds = [e.detach().requires_grad_(True) for e in objective.embed(current)]
     grads = torch.autograd.grad(objective.of_embeds(embeds, mask)[0], embeds)
     # First-order change of the objective per candidate token, summed over the models' own tables.
-    gain = sum(e.weight[options] @ g[0, pos] for e, g in zip(objective.embeddings, grads))
+    gain = sum(table[options].detach() @ g[0, pos] for table, g in zip(objective.tables, grads))
     return options[gain.topk(min(top_k, len(options))).indices]
 
 

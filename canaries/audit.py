@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from privaudit.accounting import PrivacyGuarantee, default_delta
 from privaudit.attacks.base import scaled_confidence
-from privaudit.attacks.modiva import modiva_extract, slot_layout
+from privaudit.attacks.modiva import modiva_extract, slot_layout, white_box
 from privaudit.data import TextDataset
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
@@ -33,6 +33,7 @@ from privaudit.options import check_seed, comma_separated
 from privaudit.recipe import TrainingRecipe
 from privaudit.results import SCHEMA_VERSION, Gate, Headline
 from privaudit.training import FittedModel, build_classifier, fit
+from privaudit.usermodel import UserTrainer
 from privaudit.versions import package_versions, run_section
 
 from .calibration import SecretScorer, train_references
@@ -103,15 +104,16 @@ class RepeatGroup:
     calibrated_exposure_mean: float | None
     calibrated_top1: Rate | None
     chance: float
-    modiva_alphabet: ExtractionSummary
-    modiva_vocab: ExtractionSummary
+    modiva_alphabet: ExtractionSummary | None  # None: ModIvA not applicable (a black-box model)
+    modiva_vocab: ExtractionSummary | None
 
     @property
     def best_extraction_rate(self) -> float:
         """The best of every method: enumeration (both scores), ModIvA with and without swaps, both settings."""
         rates = [self.enumeration_top1, *([self.calibrated_top1] if self.calibrated_top1 else [])]
         for m in (self.modiva_alphabet, self.modiva_vocab):
-            rates += [m.extraction, m.swap_extraction]
+            if m is not None:
+                rates += [m.extraction, m.swap_extraction]
         return max(r.rate for r in rates)
 
 
@@ -131,6 +133,8 @@ class CanaryResult:
     whitebox: WhiteBoxAudit | None  # white-box: gradient canaries, every step (DP-SGD only)
     headline: Headline
     run: dict[str, Any]
+    # ModIvA's objective ("calibrated" or "target log-odds") and, where it could not run, why.
+    modiva: dict[str, Any] = field(default_factory=lambda: {"objective": "target log-odds", "not_applicable": None})
     gate: Gate = field(default_factory=Gate)
     kind: str = field(default="canary", init=False)
 
@@ -161,6 +165,7 @@ class CanaryResult:
             "whitebox": self.whitebox.to_dict() if self.whitebox else None,
             "headline": self.headline.to_dict(),
             "run": self.run,
+            "modiva": self.modiva,
             "gate": self.gate.to_dict(),
         }
 
@@ -170,6 +175,16 @@ def parse_repeats(text: str) -> list[int]:
     return comma_separated(text, int, "--repeat", "1,4,16")
 
 
+@dataclass
+class TrainedRun:
+    """One model trained on the data with some of the canaries: a privaudit classifier or the user's model
+    (both give `labels` and `logits(texts, batch_size)`), its guarantee, its white-box audit (DP-SGD only)."""
+
+    model: Any
+    privacy: PrivacyGuarantee | None
+    whitebox: WhiteBoxAudit | None = None
+
+
 def run_canary(
     settings: CanarySettings,
     data: TextDataset,
@@ -177,9 +192,12 @@ def run_canary(
     data_description: str,
     device: str = "cpu",
     progress: Progress | None = None,
+    trainer: UserTrainer | None = None,
 ) -> CanaryResult:
-    """Plant the canaries in `data`, train with `recipe`, then measure (ungated: `privaudit.gate` checks)."""
-    settings.check_fits(recipe)
+    """Plant the canaries in `data`, train with `recipe` (or the user's own `trainer`, which `recipe` then does
+    not describe), then measure (ungated: `privaudit.gate` checks)."""
+    if trainer is None:
+        settings.check_fits(recipe)
     template = parse_template(settings.template)
     labels = data.label_names
     plan = plan_canaries(
@@ -192,40 +210,24 @@ def run_canary(
         settings.audit_canaries,
         settings.decoys,
     )
-    # Every run reads one vocabulary (the first run's: the template's words and, required, its alphabet),
-    # so one set of reference models calibrates them all and ModIvA's tokens mean the same in each. Built
-    # first, so that a symbol that is not one token is refused before any training.
-    first = data + plan.inserted(0)
-    vocabulary = build_classifier(recipe.resolved(len(first)), first.texts, labels, required_tokens=template.symbols)
-    slot_layout(vocabulary, template)
-    timings = {}
-    start = time.perf_counter()
-    runs: list[FittedModel] = []
-    for run in range(plan.runs):
-        runs.append(
-            fit(
-                data + plan.inserted(run),
-                labels,
-                recipe,
-                device,
-                progress,
-                f"training with canaries (run {run + 1} of {plan.runs})",
-                # The white-box audit (gradient canaries) lives in the first run.
-                gradient_canaries=settings.gradient_canaries if recipe.dp is not None and run == 0 else 0,
-                tokenizer=vocabulary.tokenizer,
-            )
-        )
-    timings["training_s"] = time.perf_counter() - start
-    timings["training_s_per_run"] = timings["training_s"] / plan.runs
+    timings: dict[str, float] = {}
+    if trainer is None:
+        runs, references, model = _train_with_recipe(settings, data, recipe, template, plan, device, progress, timings)
+    else:
+        runs, references, model = _train_with_user_code(settings, data, trainer, plan, progress, timings)
     fitted = runs[0]
+    model.update(data=data_description, training_examples=len(data) + len(plan.inserted()), training_runs=plan.runs)
 
     start = time.perf_counter()
-    references = train_references(data, labels, recipe, fitted.classifier, settings.references, device, progress)
-    timings["references_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    scorers = [SecretScorer(run.classifier, references, template) for run in runs]
+    scorers = [SecretScorer(run.model, references, template) for run in runs]
+    # ModIvA needs white-box access and, for the calibrated objective, references that share the target's
+    # token ids: privaudit's models share one vocabulary; a user's models may each build their own.
     exposure_canaries = [c for c in plan.canaries if c.role == "exposure"]
+    extracted_runs = {c.run for c in exposure_canaries}
+    not_applicable = [
+        _modiva_not_applicable(run.model, template) if i in extracted_runs else None for i, run in enumerate(runs)
+    ]
+    modiva_references = references if trainer is None else []
     task = progress.add_task("exposure and extraction", total=len(exposure_canaries)) if progress else None
     rows = []
     spent = {"exposure": 0.0, "alphabet": 0.0, "vocab": 0.0}
@@ -233,21 +235,23 @@ def run_canary(
         clock = time.perf_counter()
         exposures = scorers[c.run].exposures(c.secret, c.label, seed=settings.seed + i)
         spent["exposure"] += time.perf_counter() - clock
-        extractions = {}
-        for setting in ("alphabet", "vocab"):
-            clock = time.perf_counter()
-            extractions[setting] = modiva_extract(
-                runs[c.run].classifier,
-                template,
-                c.secret,
-                c.label,
-                setting,
-                settings.modiva_steps,
-                settings.modiva_restarts,
-                seed=settings.seed + i,
-                references=references,
-            ).to_dict()
-            spent[setting] += time.perf_counter() - clock
+        extractions: dict[str, Any] | None = None
+        if not_applicable[c.run] is None:
+            extractions = {}
+            for setting in ("alphabet", "vocab"):
+                clock = time.perf_counter()
+                extractions[setting] = modiva_extract(
+                    runs[c.run].model,
+                    template,
+                    c.secret,
+                    c.label,
+                    setting,
+                    settings.modiva_steps,
+                    settings.modiva_restarts,
+                    seed=settings.seed + i,
+                    references=modiva_references,
+                ).to_dict()
+                spent[setting] += time.perf_counter() - clock
         calibrated = exposures.get("calibrated")
         rows.append(
             {
@@ -271,20 +275,14 @@ def run_canary(
     delta = privacy.delta if privacy else default_delta(len(data))
     one_run = None
     if audit_canaries:
-        audited = runs[audit_canaries[0].run].classifier
+        audited = runs[audit_canaries[0].run].model
         scores = _membership_scores(audited, template, audit_canaries, settings.seed)
         one_run = one_run_audit(scores, np.array([c.repeat > 0 for c in audit_canaries]), delta)
     timings["one_run_audit_s"] = time.perf_counter() - start
+    notes = sorted({reason for reason in not_applicable if reason is not None})
 
     return CanaryResult(
-        model={
-            "arch": fitted.recipe.arch,
-            "recipe": fitted.recipe.to_dict(),
-            "data": data_description,
-            "vocabulary": fitted.recipe.vocabulary_description(),
-            "training_examples": len(data) + len(plan.inserted()),  # the first run's (each run: a model)
-            "training_runs": plan.runs,
-        },
+        model=model,
         settings=settings,
         versions=package_versions(),
         template={"text": template.text, "space_size": template.space_size, "slots": template.slots},
@@ -296,7 +294,91 @@ def run_canary(
         whitebox=fitted.whitebox,
         headline=headline(one_run, fitted.whitebox, privacy),
         run=run_section(timings),
+        modiva={
+            "objective": "calibrated" if modiva_references else "target log-odds",
+            "not_applicable": "; ".join(notes) or None,
+        },
     )
+
+
+def _train_with_recipe(settings, data, recipe, template, plan, device, progress, timings):
+    """privaudit's own training: every run and reference model on one vocabulary, the recipe's."""
+    labels = data.label_names
+    # Every run reads one vocabulary (the first run's: the template's words and, required, its alphabet),
+    # so one set of reference models calibrates them all and ModIvA's tokens mean the same in each. Built
+    # first, so that a symbol that is not one token is refused before any training.
+    first = data + plan.inserted(0)
+    vocabulary = build_classifier(recipe.resolved(len(first)), first.texts, labels, required_tokens=template.symbols)
+    slot_layout(vocabulary, template)
+    start = time.perf_counter()
+    runs: list[FittedModel] = []
+    for run in range(plan.runs):
+        runs.append(
+            fit(
+                data + plan.inserted(run),
+                labels,
+                recipe,
+                device,
+                progress,
+                f"training with canaries (run {run + 1} of {plan.runs})",
+                # The white-box audit (gradient canaries) lives in the first run.
+                gradient_canaries=settings.gradient_canaries if recipe.dp is not None and run == 0 else 0,
+                tokenizer=vocabulary.tokenizer,
+            )
+        )
+    _timed_training(timings, start, plan.runs)
+    start = time.perf_counter()
+    references = train_references(data, labels, recipe, runs[0].classifier, settings.references, device, progress)
+    timings["references_s"] = time.perf_counter() - start
+    fitted = runs[0]
+    model = {
+        "arch": fitted.recipe.arch,
+        "recipe": fitted.recipe.to_dict(),
+        "vocabulary": fitted.recipe.vocabulary_description(),
+    }
+    return [TrainedRun(r.classifier, r.privacy, r.whitebox) for r in runs], references, model
+
+
+def _train_with_user_code(settings, data, trainer, plan, progress, timings):
+    """The user's own trainer, called as for shadow models: the data with each run's canaries (seed
+    `settings.seed`), and the reference models on the data alone (other seeds)."""
+    total = plan.runs + settings.references
+    task = progress.add_task("training with your trainer (canary runs, references)", total=total) if progress else None
+
+    def trained(dataset: TextDataset, seed: int) -> Any:
+        model = trainer.train(dataset, seed)
+        if progress is not None and task is not None:
+            progress.advance(task)
+        return model
+
+    start = time.perf_counter()
+    runs = []
+    for run in range(plan.runs):
+        model = trained(data + plan.inserted(run), settings.seed)
+        runs.append(TrainedRun(model, model.privacy()))
+    _timed_training(timings, start, plan.runs)
+    start = time.perf_counter()
+    references = [trained(data, settings.seed + 1 + k) for k in range(settings.references)]
+    timings["references_s"] = time.perf_counter() - start
+    model = {"arch": "your trainer", "trainer": trainer.identity()["trainer"], "vocabulary": "your model's own"}
+    return runs, references, model
+
+
+def _timed_training(timings: dict[str, float], start: float, runs: int) -> None:
+    timings["training_s"] = time.perf_counter() - start
+    timings["training_s_per_run"] = timings["training_s"] / runs
+
+
+def _modiva_not_applicable(model: Any, template) -> str | None:
+    """Why ModIvA cannot run on `model` (None: it can): no white-box access, or a symbol that is not one
+    of its tokens (a user's tokenizer may not hold every symbol)."""
+    if white_box(model) is None:
+        return "ModIvA not applicable: the model gives no white-box access (encode, input_embeddings, forward_embeds)"
+    try:
+        slot_layout(model, template)
+    except PrivauditError as exc:
+        return f"ModIvA not applicable: {exc}"
+    return None
 
 
 def _membership_scores(classifier, template, canaries, seed: int, reference: int = 500) -> np.ndarray:
@@ -340,14 +422,16 @@ def summarise(rows: list[dict], repeats: list[int], space: int) -> list[RepeatGr
                 calibrated_exposure_mean=float(np.mean([e["exposure"] for e in calibrated])) if calibrated else None,
                 calibrated_top1=Rate.of([e["rank"] == 1 for e in calibrated]) if calibrated else None,
                 chance=1.0 / space,
-                modiva_alphabet=_extraction_summary([row["modiva"]["alphabet"] for row in group]),
-                modiva_vocab=_extraction_summary([row["modiva"]["vocab"] for row in group]),
+                modiva_alphabet=_extraction_summary([row["modiva"]["alphabet"] for row in group if row["modiva"]]),
+                modiva_vocab=_extraction_summary([row["modiva"]["vocab"] for row in group if row["modiva"]]),
             )
         )
     return out
 
 
-def _extraction_summary(extractions: list[dict]) -> ExtractionSummary:
+def _extraction_summary(extractions: list[dict]) -> ExtractionSummary | None:
+    if not extractions:
+        return None
     ranks = [e["relaxed_rank"] for e in extractions if e["relaxed_rank"] is not None]
     return ExtractionSummary(
         extraction=Rate.of([e["success"] for e in extractions]),

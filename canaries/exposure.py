@@ -59,8 +59,12 @@ def _score_texts(classifier: TextClassifier, texts: list[str], label_id: int) ->
 
 
 def rank_exposure(scores: np.ndarray, true_index: int) -> Exposure:
-    """Exact exposure from every candidate's score (`scores[true_index]`: the true secret's)."""
-    rank = 1 + int((scores > scores[true_index]).sum())
+    """Exact exposure from every candidate's score (`scores[true_index]`: the true secret's). Candidates that
+    tie with the true secret count half (its expected rank when ties are broken at random): a model that
+    cannot tell the secrets apart (one that ignores the slot's tokens) must not look as if it ranked the
+    secret first."""
+    true = scores[true_index]
+    rank = 1 + int((scores > true).sum()) + (int((scores == true).sum()) - 1) / 2
     return Exposure(math.log2(len(scores)) - math.log2(rank), rank, len(scores), "exact")
 
 

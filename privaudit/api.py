@@ -39,7 +39,7 @@ from .shadows import default_cache_dir
 from .source import load_source
 from .sweep import SweepResult, SweepSettings, run_sweep
 from .targets import resolve_source, save_model, train
-from .usermodel import CodeRef
+from .usermodel import CodeRef, UserTrainer
 from .versions import package_versions
 
 
@@ -217,25 +217,45 @@ def canary(
     thresholds: Thresholds | None = None,
     device: str = "auto",
     progress: Progress | None = None,
+    trainer: str | None = None,
+    code_folder: str | Path | None = None,
 ) -> CanaryResult:
     """`privaudit canary`: insert canaries into `data` (or the bundle's data), train with `recipe` (or the
-    bundle's recipe), then measure exposure, extraction and the one-run epsilon bound."""
-    if model is not None:
-        if recipe is not None:
-            # Never train silently without the DP asked for: with a model, the model's own recipe decides.
+    bundle's recipe), then measure exposure, extraction and the one-run epsilon bound. With `trainer`
+    ("package.module:function", found on the Python path or in `code_folder`), the user's own trainer trains
+    every model (`privaudit.usermodel`), on `data` with the canaries planted."""
+    if trainer is not None:
+        if model is not None or recipe is not None:
             raise PrivauditError(
-                "--model retrains with that model's own recipe (DP settings included): drop the "
-                "DP options, or give --data with --dp instead of --model"
+                "--trainer: your trainer trains the canary models, so --model and privaudit's training options "
+                "(--arch, --epochs, --dp, ...) do not apply"
             )
-        bundle = load_bundle(model)
-        source = resolve_source(data) if data is not None else load_manifest(manifest_path(model), model).data_source
-        recipe = bundle.recipe
-    else:
+        folder = str(Path(code_folder or Path.cwd()).resolve())
         source = resolve_source(data)
-    dataset = load_source(source)
-    result = run_canary(
-        settings, dataset, recipe or TrainingRecipe(), source.describe(), resolve_device(device), progress
-    )
+        dataset = load_source(source)  # the data are checked before the user's code runs
+        user_trainer = UserTrainer(CodeRef(trainer, folder))
+        result = run_canary(
+            settings, dataset, TrainingRecipe(), source.describe(), progress=progress, trainer=user_trainer
+        )
+    else:
+        if model is not None:
+            if recipe is not None:
+                # Never train silently without the DP asked for: with a model, the model's own recipe decides.
+                raise PrivauditError(
+                    "--model retrains with that model's own recipe (DP settings included): drop the "
+                    "DP options, or give --data with --dp instead of --model"
+                )
+            bundle = load_bundle(model)
+            source = (
+                resolve_source(data) if data is not None else load_manifest(manifest_path(model), model).data_source
+            )
+            recipe = bundle.recipe
+        else:
+            source = resolve_source(data)
+        dataset = load_source(source)
+        result = run_canary(
+            settings, dataset, recipe or TrainingRecipe(), source.describe(), resolve_device(device), progress
+        )
     gate(result, thresholds or Thresholds())
     return result
 

@@ -134,7 +134,16 @@ def run_audit(
         )
     elif mia_settings is not None:
         sections["mia"] = api.mia(model, mia_settings, thresholds, data=data, progress=progress)
-    if canary_settings is not None:
+    if canary_settings is not None and config.target is not None:  # trained by the user's own trainer
+        sections["canary"] = api.canary(
+            canary_settings,
+            data,
+            thresholds=thresholds,
+            progress=progress,
+            trainer=config.target["trainer"],
+            code_folder=Path(config.path).parent,
+        )
+    elif canary_settings is not None:
         sections["canary"] = api.canary(canary_settings, data, None, model, thresholds, device, progress)
     if sweep_settings is not None:
         # The sweep trains its own models from the train table's recipe (its DP settings but the epsilon).

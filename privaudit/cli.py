@@ -428,6 +428,12 @@ def canary(
     data: Annotated[Optional[Path], typer.Option(help="Training data (default with --model: the bundle's).")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Retrain with this bundle's recipe (and data).")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the built-in demo data set.")] = False,
+    trainer: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Your own trainer trains every model: package.module:function(texts, labels, seed), with --data."
+        ),
+    ] = None,
     arch: ArchOpt = "cnn",
     epochs: EpochsOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -494,6 +500,12 @@ def canary(
         gradient_canaries,
         references,
     )
+    training_options = [arch != "cnn", epochs, batch_size, lr, physical_batch_size, trainable != "all", dropout != 0.1]
+    if trainer is not None and (dp_settings is not None or any(o not in (None, False) for o in training_options)):
+        raise PrivauditError(
+            "--trainer: your trainer trains the canary models; privaudit's training options (--arch, --epochs, "
+            "--dp, ...) do not apply"
+        )
     # With --model the model's own recipe is used; a DP option then is refused by api.canary, not ignored.
     recipe = (
         TrainingRecipe(
@@ -507,14 +519,14 @@ def canary(
             physical_batch_size=physical_batch_size,
             trainable=trainable,
         )
-        if model is None or dp_settings is not None
+        if (model is None and trainer is None) or dp_settings is not None
         else None
     )
     thresholds = Thresholds(
         max_empirical_epsilon=max_empirical_epsilon, max_exposure=max_exposure, max_extraction_rate=max_extraction_rate
     )
     with make_progress() as progress:
-        result = api.canary(settings, data, recipe, model, thresholds, device, progress)
+        result = api.canary(settings, data, recipe, model, thresholds, device, progress, trainer=trainer)
     _print_canary(result)
     api.write_results(result, report=report, output=output)
     _exit_on_crossings(result)

@@ -7,7 +7,7 @@
 
     [tool.privaudit.target]          # or your own model and trainer (privaudit.usermodel), by import path
     loader = "mypkg.audit:load_model"  # called with `model` (if given); modules found beside this file too
-    trainer = "mypkg.audit:train"
+    trainer = "mypkg.audit:train"    # shadow models; with [tool.privaudit.canary] and `data`, the canary models
     members = "members.csv"
     nonmembers = "nonmembers.csv"
 
@@ -206,10 +206,14 @@ def load_config(path: str | Path | None = None) -> AuditConfig:
         for key in ("members", "nonmembers"):
             if key in config.target:
                 config.target[key] = str(base / config.target[key])
-        if config.canary is not None:
+        if config.canary is not None and "trainer" not in config.target:
             raise PrivauditError(
-                f"{path}: the canary audit retrains with privaudit's own trainer; with [tool.privaudit.target] "
-                "audit your model with [tool.privaudit.mia]"
+                f"{path}: the canary audit trains models with the canaries planted: give [tool.privaudit.target] "
+                "`trainer` (package.module:function) too"
+            )
+        if config.canary is not None and config.data is None and not config.demo:
+            raise PrivauditError(
+                f'{path}: the canary audit through your trainer plants the canaries in `data`: give data = "..."'
             )
     if config.train is not None and "dp" in config.train:
         # `dp = {}` or both noise settings: refused here, as the CLI refuses them, never trained without DP.

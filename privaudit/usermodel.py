@@ -10,8 +10,15 @@ Two functions of yours, named by import path ("package.module:function"):
     - optionally `privacy`: a dict with at least `epsilon` and `delta` for a DP-trained model (e.g. read from
       Opacus's accountant), shown next to the empirical bound; `noise_multiplier`, `sample_rate`, `steps`,
       `max_grad_norm` and `accountant` when known;
+    - optionally, for white-box canary extraction (ModIvA), all three of `encode(texts) -> (input_ids,
+      attention_mask)` (two (N, T) tensors), `input_embeddings() -> (V, D)` (the token embedding matrix) and
+      `forward_embeds(embeds, attention_mask) -> (N, C)` (the logits from input embeddings, in eval mode),
+      with `special_token_ids` (never guessed as a secret) and `unknown_token_id` where the model has them;
+      without them ModIvA is reported as not applicable;
 - a **trainer**, `train(texts: list[str], labels: list[str], seed: int)`, returning a model of the same
-  kind, trained exactly as you trained the target: privaudit calls it for every shadow model.
+  kind, trained exactly as you trained the target: privaudit calls it for every shadow model, and for the
+  canary audit's models (`privaudit canary --trainer`: the data with the canaries planted, and reference
+  models without them).
 
 Configured in privaudit.toml (`[tool.privaudit.target] loader = "mypkg.audit:load_model"`, `trainer =
 "mypkg.audit:train"`), on the command line (`privaudit mia --loader ... --trainer ...`) or passed to
@@ -29,6 +36,7 @@ import inspect
 import sys
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,9 +138,14 @@ class UserModel:
     def label_ids(self, labels: list[str]) -> torch.Tensor:
         return torch.tensor(label_indices(self.labels, labels), dtype=torch.long)
 
-    def logits(self, texts: list[str]) -> torch.Tensor:
+    def logits(self, texts: list[str], batch_size: int = 4096) -> torch.Tensor:
+        """Logits of `texts`, asked of the model `batch_size` texts at a time (a canary enumeration asks for
+        up to 10^6)."""
         if not texts:
             return torch.zeros(0, len(self.labels))
+        return torch.cat([self._logits(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
+
+    def _logits(self, texts: list[str]) -> torch.Tensor:
         out = run_user_code(f"{self.origin}'s logits", self.model.logits, list(texts))
         if isinstance(out, torch.Tensor):
             out = out.detach().float().cpu().numpy()
@@ -153,6 +166,12 @@ class UserModel:
             raise PrivauditError(f"{self.origin}: the model has no class {missing[0]!r} (its labels: {self.labels})")
         return self.logits(texts)[:, [self.labels.index(name) for name in labels]]
 
+    def white_box(self) -> UserWhiteBox | None:
+        """The model's white-box view for ModIvA, or None when it does not give all three methods."""
+        if all(callable(getattr(self.model, name, None)) for name in WHITE_BOX_METHODS):
+            return UserWhiteBox(self)
+        return None
+
     def privacy(self) -> PrivacyGuarantee | None:
         """The guarantee the user's model reports (`privacy` dict), or None."""
         reported = getattr(self.model, "privacy", None)
@@ -169,6 +188,60 @@ class UserModel:
             steps=int(reported.get("steps", 0)),
             max_grad_norm=float(reported.get("max_grad_norm", float("nan"))),
         )
+
+
+WHITE_BOX_METHODS = ("encode", "input_embeddings", "forward_embeds")
+
+
+@dataclass
+class UserWhiteBox:
+    """A user's model as `privaudit.attacks.modiva.WhiteBox`: its own methods, their output checked."""
+
+    user: UserModel
+
+    @property
+    def labels(self) -> list[str]:
+        return self.user.labels
+
+    @property
+    def special_token_ids(self) -> set[int]:
+        return {int(i) for i in getattr(self.user.model, "special_token_ids", ())}
+
+    @property
+    def unknown_token_id(self) -> int | None:
+        unknown = getattr(self.user.model, "unknown_token_id", None)
+        return None if unknown is None else int(unknown)
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = run_user_code(f"{self.user.origin}'s encode", self.user.model.encode, list(texts))
+        if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+            raise PrivauditError(f"{self.user.origin}: encode(texts) must return (input_ids, attention_mask) tensors")
+        ids, mask = out
+        if ids.dim() != 2 or ids.shape != mask.shape or len(ids) != len(texts):
+            raise PrivauditError(
+                f"{self.user.origin}: encode of {len(texts)} texts gave ids {tuple(ids.shape)} and mask "
+                f"{tuple(mask.shape)}, expected two ({len(texts)}, T) tensors"
+            )
+        return ids.long(), mask
+
+    def input_embeddings(self) -> torch.Tensor:
+        table = run_user_code(f"{self.user.origin}'s input_embeddings", self.user.model.input_embeddings)
+        table = getattr(table, "weight", table)  # an nn.Embedding is accepted too
+        if not isinstance(table, torch.Tensor) or table.dim() != 2:
+            raise PrivauditError(f"{self.user.origin}: input_embeddings() must return the (V, D) embedding matrix")
+        return table
+
+    def forward_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = run_user_code(f"{self.user.origin}'s forward_embeds", self.user.model.forward_embeds, embeds, mask)
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(embeds), len(self.labels)):
+            raise PrivauditError(
+                f"{self.user.origin}: forward_embeds must return a ({len(embeds)}, {len(self.labels)}) logits tensor"
+            )
+        return logits
+
+    def frozen(self) -> AbstractContextManager[object]:
+        # The user's forward_embeds runs in eval mode itself; ModIvA differentiates only the relaxed tokens.
+        return nullcontext()
 
 
 def load_user_model(loader: CodeRef, path: str | Path | None) -> UserModel:

@@ -240,3 +240,115 @@ def test_a_users_trainer_runs_in_the_shadow_worker_pool(audit_files, run_cli):
     )
     assert second["run"]["shadows_from_cache"] == 0
     assert second["per_example"]["scores"] == first["per_example"]["scores"]
+
+
+def canary_through(name, folder, run_cli, *extra, template="my door code is {digit} {digit}"):
+    """`privaudit canary --trainer` with an example's own trainer: 7 canaries per count (one per intent),
+    inserted 1 and 16 times, 20 audit canaries in a run of their own."""
+    out = folder / f"{name}-canary.json"
+    code, stdout, err = run_cli(
+        "canary",
+        "--trainer",
+        f"examples.{name}:train",
+        "--data",
+        folder / "members.csv",
+        "--template",
+        template,
+        "--insert",
+        "7",
+        "--repeat",
+        "1,16",
+        "--audit-canaries",
+        "20",
+        "--modiva-steps",
+        "30",
+        "--modiva-restarts",
+        "2",
+        "--output",
+        out,
+        *extra,
+    )
+    assert code == 0, err
+    return json.loads(out.read_text()), stdout
+
+
+def test_the_canary_audit_trains_with_a_users_trainer_and_inverts_its_model(audit_files, run_cli):
+    """The LSTM example's own trainer trains every canary run; its white-box methods let ModIvA run on it;
+    secrets inserted 16 times are exposed and read out, far more than those seen once."""
+    doc, stdout = canary_through("torch_lstm", audit_files, run_cli)
+    assert doc["model"]["arch"] == "your trainer" and doc["model"]["trainer"].startswith("examples.torch_lstm:train@")
+    assert doc["model"]["training_runs"] == 2
+    assert doc["modiva"] == {"objective": "target log-odds", "not_applicable": None}
+    once, often = doc["by_repeat"]
+    assert often["exposure_mean"] > once["exposure_mean"] + 1 and often["exposure_mean"] > 4.5  # of 6.64 bits
+    assert often["enumeration_top1"]["rate"] >= 0.5
+    assert often["modiva_alphabet"]["swap_extraction"]["rate"] >= 0.5  # ModIvA through the user's forward_embeds
+    assert doc["one_run"]["canaries"] == 20 and doc["theoretical"] is None
+    assert "n/a" not in stdout
+
+
+def test_a_black_box_users_model_gets_every_canary_figure_but_modiva(audit_files, run_cli, tmp_path):
+    """scikit-learn gives no gradients: exposure, enumeration and the one-run audit work, ModIvA is reported
+    as not applicable (in the table, results.json and the reports), and nothing crashes. (Word slots: its
+    TF-IDF tokenizer drops one-character tokens.)"""
+    words = "my secret words are {word} {word}"
+    doc, stdout = canary_through(
+        "sklearn_tfidf", audit_files, run_cli, "--references", "1", "--report", tmp_path / "r", template=words
+    )
+    assert doc["modiva"]["not_applicable"].startswith("ModIvA not applicable: the model gives no white-box access")
+    assert all(g["modiva_alphabet"] is None and g["modiva_vocab"] is None for g in doc["by_repeat"])
+    assert all(g["calibrated_top1"] is not None for g in doc["by_repeat"])  # the reference: the user's trainer too
+    once, often = doc["by_repeat"]
+    assert often["exposure_mean"] > once["exposure_mean"] + 1 and often["enumeration_top1"]["rate"] >= 0.5
+    assert "n/a" in stdout and "no white-box access" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_model_blind_to_the_secret_shows_no_exposure(audit_files, run_cli):
+    """The TF-IDF tokenizer drops single digits, so every filling of a digit template ties: each canary's
+    expected rank is the middle (about 1 bit of exposure) and none is 'extracted', however often inserted."""
+    doc, _ = canary_through("sklearn_tfidf", audit_files, run_cli)
+    for group in doc["by_repeat"]:
+        assert group["exposure_max"] < 1.1 and group["enumeration_top1"]["rate"] == 0
+
+
+def test_the_canary_audit_refuses_privaudits_training_options_with_a_users_trainer(audit_files, run_cli):
+    trainer = ["--trainer", "examples.torch_lstm:train", "--data", audit_files / "members.csv"]
+    for extra in (["--dp", "--noise-multiplier", "1"], ["--arch", "bert-tiny"], ["--epochs", "3"]):
+        code, _, err = run_cli("canary", *trainer, *extra)
+        assert code == 2 and "privaudit's training options" in err, err
+
+
+def test_the_config_runs_the_canary_audit_through_a_users_trainer(audit_files, tmp_path):
+    """[tool.privaudit.target] trainer with [tool.privaudit.canary]: the canaries are planted in `data` and
+    trained by the user's trainer; the gate reads its figures. Without `trainer` the config is refused."""
+    from privaudit.audit import run_audit
+    from privaudit.config import load_config
+    from privaudit.errors import PrivauditError
+
+    module = importlib.import_module("examples.sklearn_tfidf")
+    (tmp_path / "my_tfidf_canary.py").write_text(open(module.__file__, encoding="utf-8").read())
+    config = tmp_path / "privaudit.toml"
+    body = f"""[tool.privaudit]
+data = "{audit_files / "members.csv"}"
+
+[tool.privaudit.target]
+loader = "my_tfidf_canary:load_model"
+TRAINER
+
+[tool.privaudit.canary]
+template = "my secret words are {{word}} {{word}}"
+insert = 7
+repeat = [16]
+audit_canaries = 0
+
+[tool.privaudit.thresholds]
+max_extraction_rate = 0.1
+"""
+    config.write_text(body.replace("TRAINER", ""))
+    with pytest.raises(PrivauditError, match="give \\[tool.privaudit.target\\] `trainer`"):
+        load_config(config)
+    config.write_text(body.replace("TRAINER", 'trainer = "my_tfidf_canary:train"'))
+    result = run_audit(load_config(config))
+    canary = result.sections["canary"]
+    assert canary.model["trainer"].startswith("my_tfidf_canary:train@") and canary.best_extraction_rate >= 0.5
+    assert not result.gate.passed and "extraction" in result.gate.failed[0].metric

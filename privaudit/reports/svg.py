@@ -131,9 +131,10 @@ def canary_svg(doc: Doc, width: int = 520, height: int = 300) -> str:
     series = [
         ("mean exposure / max bits", [g["exposure_mean"] / space_bits for g in groups], "#1f77b4"),
         ("enumeration top-1", [g["enumeration_top1"]["rate"] for g in groups], "#7f7f7f"),
-        ("ModIvA (alphabet)", [g["modiva_alphabet"]["extraction"]["rate"] for g in groups], "#d62728"),
-        ("ModIvA + swaps", [g["modiva_alphabet"]["swap_extraction"]["rate"] for g in groups], "#2ca02c"),
     ]
+    if all(g["modiva_alphabet"] is not None for g in groups):  # None: ModIvA not applicable (black-box)
+        series.append(("ModIvA (alphabet)", [g["modiva_alphabet"]["extraction"]["rate"] for g in groups], "#d62728"))
+        series.append(("ModIvA + swaps", [g["modiva_alphabet"]["swap_extraction"]["rate"] for g in groups], "#2ca02c"))
     if all(g["calibrated_top1"] is not None for g in groups):
         series.append(("calibrated top-1", [g["calibrated_top1"]["rate"] for g in groups], "#9467bd"))
     fig = Figure(width, height, "exposure and extraction against repeat count")

@@ -102,10 +102,18 @@ def rate_cell(rate: Doc | None) -> str:
     return f"{pct(rate['rate'])} [{100 * low:.0f}-{100 * high:.0f}%]"
 
 
+NOT_APPLICABLE = {"extraction": None, "swap_extraction": None, "position_accuracy": None, "median_relaxed_rank": None}
+
+
+def extraction_cell(rate: Doc | None) -> str:
+    """A ModIvA rate, or "n/a" where ModIvA could not run (a black-box model)."""
+    return "n/a" if rate is None else rate_cell(rate)
+
+
 def canary_rows(doc: Doc) -> list[list[str]]:
     rows = []
     for g in doc["by_repeat"]:
-        a, v = g["modiva_alphabet"], g["modiva_vocab"]
+        a, v = g["modiva_alphabet"] or NOT_APPLICABLE, g["modiva_vocab"] or NOT_APPLICABLE
         calibrated = g["calibrated_exposure_mean"]
         rows.append(
             [
@@ -115,11 +123,11 @@ def canary_rows(doc: Doc) -> list[list[str]]:
                 "-" if calibrated is None else f"{calibrated:.2f}",
                 rate_cell(g["enumeration_top1"]),
                 rate_cell(g["calibrated_top1"]),
-                rate_cell(a["extraction"]),
-                rate_cell(a["swap_extraction"]),
-                rate_cell(v["extraction"]),
-                rate_cell(v["swap_extraction"]),
-                pct(a["position_accuracy"]),
+                extraction_cell(a["extraction"]),
+                extraction_cell(a["swap_extraction"]),
+                extraction_cell(v["extraction"]),
+                extraction_cell(v["swap_extraction"]),
+                "n/a" if a["position_accuracy"] is None else pct(a["position_accuracy"]),
                 "-" if a["median_relaxed_rank"] is None else f"{a['median_relaxed_rank']:g}",
                 f"{g['chance']:.2g}",
             ]
@@ -187,6 +195,7 @@ def canary_intro(doc: Doc) -> str:
             if references
             else "calibrated: off (--references 0)."
         )
+        + (f" {doc['modiva']['not_applicable']}." if (doc.get("modiva") or {}).get("not_applicable") else "")
     )
 
 

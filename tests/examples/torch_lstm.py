@@ -2,6 +2,10 @@
 
     privaudit mia lstm.pt --loader examples.torch_lstm:load_model --trainer examples.torch_lstm:train \
         --members members.csv --nonmembers nonmembers.csv
+    privaudit canary --trainer examples.torch_lstm:train --data train.csv --template "my pin is {digit}x4"
+
+It gives white-box access too (`encode`, `input_embeddings`, `forward_embeds`), so the canary audit's
+ModIvA extraction runs on it.
 """
 
 from __future__ import annotations
@@ -26,18 +30,25 @@ class LstmNet(nn.Module):
         self.head = nn.Linear(dim, num_labels)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        states, _ = self.lstm(self.embedding(ids))
-        mask = (ids != 0).unsqueeze(-1).float()
-        return self.head((states * mask).sum(1) / mask.sum(1).clamp(min=1))
+        return self.forward_embeds(self.embedding(ids), ids != 0)
+
+    def forward_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states, _ = self.lstm(embeds)
+        weights = mask.unsqueeze(-1).float()
+        return self.head((states * weights).sum(1) / weights.sum(1).clamp(min=1))
 
 
 class LstmClassifier:
-    """What privaudit needs of a model: `labels` (the logits' column order) and `logits(texts)`."""
+    """What privaudit needs of a model: `labels` (the logits' column order) and `logits(texts)`; for
+    ModIvA also `encode`, `input_embeddings` and `forward_embeds`."""
+
+    special_token_ids = (0, 1)  # padding, unknown word
+    unknown_token_id = 1
 
     def __init__(self, vocab: dict[str, int], labels: list[str], net: LstmNet):
         self.vocab, self.labels, self.net = vocab, labels, net
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
+    def token_ids(self, texts: list[str]) -> torch.Tensor:
         ids = torch.zeros(len(texts), MAX_LEN, dtype=torch.long)  # 0: padding, 1: unknown word
         for row, text in enumerate(texts):
             tokens = [self.vocab.get(w, 1) for w in words(text)[:MAX_LEN]] or [1]
@@ -47,7 +58,18 @@ class LstmClassifier:
     @torch.no_grad()
     def logits(self, texts: list[str]) -> torch.Tensor:
         self.net.eval()
-        return self.net(self.encode(texts))
+        return self.net(self.token_ids(texts))
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.token_ids(texts)
+        return ids, ids != 0
+
+    def input_embeddings(self) -> torch.Tensor:
+        return self.net.embedding.weight
+
+    def forward_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.net.eval()
+        return self.net.forward_embeds(embeds, mask)
 
 
 def train(texts: list[str], labels: list[str], seed: int, epochs: int = 10) -> LstmClassifier:
@@ -58,7 +80,7 @@ def train(texts: list[str], labels: list[str], seed: int, epochs: int = 10) -> L
             vocab.setdefault(w, len(vocab) + 2)
     names = sorted(set(labels))
     model = LstmClassifier(vocab, names, LstmNet(len(vocab) + 2, len(names)))
-    ids, targets = model.encode(texts), torch.tensor([names.index(y) for y in labels])
+    ids, targets = model.token_ids(texts), torch.tensor([names.index(y) for y in labels])
     optimizer = torch.optim.Adam(model.net.parameters(), lr=3e-3)
     model.net.train()
     for _ in range(epochs):
