@@ -10,10 +10,12 @@ pytestmark = pytest.mark.slow
 
 def test_bench_dp_times_every_mode_side_by_side():
     rows = {r["mode"]: r for r in bench_dp(["cnn"], batch_size=16, steps=1)}
-    assert list(rows) == ["non-DP", "privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)"]
+    noise, rest = "privaudit: its noise draw alone", "privaudit DP-SGD less its noise draw"
+    assert list(rows) == ["non-DP", "privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise, rest]
     assert rows["non-DP"]["ratio"] == 1.0
-    for mode in ("privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)"):
+    for mode in ("privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise):
         assert rows[mode]["error"] is None and rows[mode]["ms"] > 0, rows[mode]
+    assert rows[rest]["ms"] == pytest.approx(rows["privaudit DP-SGD"]["ms"] - rows[noise]["ms"])
 
 
 def test_a_large_logical_batch_takes_the_memory_of_its_physical_batch():

@@ -352,3 +352,19 @@ max_extraction_rate = 0.1
     canary = result.sections["canary"]
     assert canary.model["trainer"].startswith("my_tfidf_canary:train@") and canary.best_extraction_rate >= 0.5
     assert not result.gate.passed and "extraction" in result.gate.failed[0].metric
+
+
+@pytest.mark.slow  # two DP and two transformers fine-tunings: about 20 s
+def test_the_canary_audit_through_opacus_and_a_transformers_trainer(audit_files, run_cli, monkeypatch):
+    """The two other examples' trainers plant and train the canaries too (black-box: ModIvA not applicable);
+    the Opacus model's epsilon, from Opacus's accountant, stands next to the one-run bound."""
+    pytest.importorskip("opacus")
+    pytest.importorskip("accelerate")
+    doc, _ = canary_through("opacus_dp", audit_files, run_cli)
+    assert doc["theoretical"]["accountant"].startswith("Opacus") and doc["modiva"]["not_applicable"]
+    assert doc["headline"]["text"].startswith(f"theoretical epsilon {doc['theoretical']['epsilon']:.2f}")
+    assert not doc["headline"]["violation"] and doc["one_run"]["canaries"] == 20
+    texts, _ = members_of(audit_files)
+    monkeypatch.setenv("BASE_MODEL", str(save_tiny_bert(audit_files / "canary-base", texts, None)))
+    doc, _ = canary_through("hf_trainer", audit_files, run_cli)
+    assert doc["model"]["trainer"].startswith("examples.hf_trainer:train@") and len(doc["canaries"]) == 14
