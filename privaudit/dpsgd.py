@@ -158,12 +158,11 @@ class PerExampleClipper:
         audit's gradient canaries, clipped by the same rule as every real example."""
         plans, norms = self._plan()
         all_norms = norms if extra is None else torch.cat([norms, extra.norms().to(norms)])
-        grads = self._summed(plans, self.clip_scale(all_norms), extra)
-        for p, g in zip(self.parameters, grads):
+        for p in self.parameters:
             if p.grad is None:
-                p.grad = g.to(p.dtype)
-            else:  # accumulate onto what is there (the step's noise)
-                p.grad.add_(g)
+                p.grad = torch.zeros_like(p)
+        # In place, onto what is there (the step's noise): no per-step temporary of the model's size.
+        self._add_summed(plans, self.clip_scale(all_norms), extra, [p.grad for p in self.parameters])
         return norms.detach()
 
     def clip_scale(self, norms: torch.Tensor) -> torch.Tensor:
@@ -198,20 +197,30 @@ class PerExampleClipper:
     def _summed(self, plans, scale: torch.Tensor, extra: DiracRows | None) -> list[torch.Tensor]:
         """Every parameter's gradient summed over the examples, example i scaled by scale[i]; the rows of
         `extra` come after the batch's."""
+        grads = [torch.zeros_like(p) for p in self.parameters]
+        self._add_summed(plans, scale, extra, grads)
+        return grads
+
+    def _add_summed(self, plans, scale: torch.Tensor, extra: DiracRows | None, into: list[torch.Tensor]) -> None:
+        """`_summed`, added in place to `into` (one tensor per parameter, in the layers' order)."""
         batch_size = len(scale) - (len(extra) if extra is not None else 0)
         real = scale[:batch_size]
-        grads = []
+        targets = iter(into)
         for layer, rule, state, samples in plans:
+            out = {n: next(targets) for n in layer.params}
+            if rule is not None and hasattr(rule, "add_clipped_sum"):
+                rule.add_clipped_sum(layer.module, state, real, out)
+                continue
             if rule is not None:
                 layer_grads = rule.clipped_sum(layer.module, state, real)
             elif samples is not None:
                 layer_grads = {n: torch.einsum("b,b...->...", real, s) for n, s in samples.items()}
             else:
-                layer_grads = {n: torch.zeros_like(p) for n, p in layer.params.items()}
-            grads += [layer_grads[n] for n in layer.params]
+                continue  # unused in this forward: nothing to add
+            for n, g in layer_grads.items():
+                out[n].add_(g)
         if extra is not None and len(extra):
-            extra.add_to(grads, scale[batch_size:])
-        return grads
+            extra.add_to(into, scale[batch_size:])
 
 
 class _ParameterUseCheck(TorchFunctionMode):
@@ -351,7 +360,8 @@ def _grad_sample(layer: _Layer, call: _Call) -> dict[str, torch.Tensor]:
 
 
 # A rule has three steps: prepare (flatten one layer call, once), norm_sq (per-example squared norms of
-# the layer's gradient, shape (B,)) and clipped_sum (the layer's gradients summed with per-example scales).
+# the layer's gradient, shape (B,)) and clipped_sum (the layer's gradients summed with per-example scales),
+# or add_clipped_sum (that sum added in place to the given gradient tensors).
 class _LinearRule:
     """y = a W^T + b over (B, *, d_in) inputs."""
 
@@ -467,11 +477,12 @@ class _EmbeddingRule:
         return (torch.bmm(g, g.transpose(1, 2)) * same_token).sum((1, 2))
 
     @staticmethod
-    def clipped_sum(module, state, scale):
+    def add_clipped_sum(module, state, scale, out):
+        """Scattered straight into `out`: the batch touches a few rows of a table that may be most of the
+        model, so no zeroed table-sized temporary and no second pass to add it."""
         ids, g = state
         gs = (g * scale[:, None, None]).reshape(-1, g.shape[-1])
-        weight = torch.zeros_like(module.weight).index_add_(0, ids.reshape(-1), gs)
-        return {"weight": weight}
+        out["weight"].index_add_(0, ids.reshape(-1), gs.to(out["weight"].dtype))
 
 
 class _LayerNormRule:
