@@ -158,11 +158,13 @@ class PerExampleClipper:
         audit's gradient canaries, clipped by the same rule as every real example."""
         plans, norms = self._plan()
         all_norms = norms if extra is None else torch.cat([norms, extra.norms().to(norms)])
+        grads = []
         for p in self.parameters:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
         # In place, onto what is there (the step's noise): no per-step temporary of the model's size.
-        self._add_summed(plans, self.clip_scale(all_norms), extra, [p.grad for p in self.parameters])
+        self._add_summed(plans, self.clip_scale(all_norms), extra, grads)
         return norms.detach()
 
     def clip_scale(self, norms: torch.Tensor) -> torch.Tensor:
