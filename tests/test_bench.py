@@ -10,12 +10,11 @@ pytestmark = pytest.mark.slow
 
 def test_bench_dp_times_every_mode_side_by_side():
     rows = {r["mode"]: r for r in bench_dp(["cnn"], batch_size=16, steps=1)}
-    noise, rest = "privaudit: its noise draw alone", "privaudit DP-SGD less its noise draw"
+    noise, rest = "privaudit: its noise draw alone", "privaudit DP-SGD, noise skipped (not DP)"
     assert list(rows) == ["non-DP", "privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise, rest]
     assert rows["non-DP"]["ratio"] == 1.0
-    for mode in ("privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise):
+    for mode in ("privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise, rest):
         assert rows[mode]["error"] is None and rows[mode]["ms"] > 0, rows[mode]
-    assert rows[rest]["ms"] == pytest.approx(rows["privaudit DP-SGD"]["ms"] - rows[noise]["ms"])
 
 
 def test_a_large_logical_batch_takes_the_memory_of_its_physical_batch():
