@@ -57,7 +57,17 @@ def default_cache_dir() -> Path:
 
 
 def default_workers(device: str) -> int:
+    """Two CPU processes; on `cuda`, one process per GPU (each bound to its own); on `cuda:N`, one."""
+    if device == "cuda":
+        return max(1, torch.cuda.device_count())
     return 1 if device.startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
+
+
+def gpu_slots(device: str, workers: int) -> list[int]:
+    """The GPU each worker process binds itself to: with `--device cuda` and several GPUs, shadows spread
+    one worker per GPU (round-robin when there are more workers than GPUs); otherwise none."""
+    count = torch.cuda.device_count() if device == "cuda" else 0
+    return [k % count for k in range(workers)] if count > 1 and workers > 1 else []
 
 
 def inclusion_matrix(n: int, k: int, seed: int) -> np.ndarray:
@@ -99,8 +109,14 @@ def _set_population(population: TextDataset, label_names: list[str], query_texts
     _WORKER["query_texts"] = query_texts
 
 
-def _init_worker(texts: list[str], labels: list[str], label_names: list[str], query_texts: list[str]) -> None:
+def _init_worker(
+    texts: list[str], labels: list[str], label_names: list[str], query_texts: list[str], slots=None
+) -> None:
+    """A worker process: one torch thread, the population; with `slots` (a queue of GPU indices, one per
+    worker), its own GPU, where `cuda` then puts every tensor of its shadows."""
     torch.set_num_threads(1)
+    if slots is not None:
+        torch.cuda.set_device(slots.get())
     _set_population(TextDataset(texts, labels), label_names, query_texts)
 
 
@@ -263,11 +279,17 @@ def train_shadows(
     if jobs:
         if workers > 1:
             context = multiprocessing.get_context("spawn")
+            processes = min(workers, len(jobs))
+            slots = None
+            if gpu_slots(device, processes):
+                slots = context.Queue()
+                for gpu in gpu_slots(device, processes):
+                    slots.put(gpu)
             with ProcessPoolExecutor(
-                min(workers, len(jobs)),
+                processes,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(population.texts, population.labels, label_names, query_texts),
+                initargs=(population.texts, population.labels, label_names, query_texts, slots),
             ) as pool:
                 futures = [pool.submit(job, *args) for job, args in jobs]
                 try:
