@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-err_console = Console(stderr=True)
-out_console = Console()
+# No emoji codes: "pkg.mod:train: no module" must not print a train in place of ":train:".
+err_console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 # rich's box: one border character left, one right and " | " between cells (padding 1 each side).
 _BORDER, _GAP = 4, 3

@@ -160,6 +160,9 @@ def cases(work: Path) -> list[Case]:
     option(["canary", "--demo", "--audit-canaries", "-1"], "--audit-canaries must be 0 or more")
     option(["canary", "--demo", "--gradient-canaries", "1"], "--gradient-canaries 0 or at least 2")
     option(["canary", "--model", model, "--dp", "--target-epsilon", "1"], "drop the DP options")
+    option(["canary", "--demo", "--trainer", "nosuch_module:train"], "nosuch_module:train: no module 'nosuch_module'")
+    option(["canary", "--demo", "--trainer", "nosuch_module:train", "--epochs", "3"], "privaudit's training options")
+    option(["canary", "--model", model, "--trainer", "nosuch_module:train"], "--model and privaudit's training")
     full = {"--noise-multiplier": "1", "--sample-rate": "0.01", "--steps": "100", "--delta": "1e-5"}
     for name, value, message in (
         ("--noise-multiplier", "nan", "noise multiplier"),
