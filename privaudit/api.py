@@ -234,6 +234,7 @@ def canary(
         source = resolve_source(data)
         dataset = load_source(source)  # the data are checked before the user's code runs
         user_trainer = UserTrainer(CodeRef(trainer, folder))
+        user_trainer.trainer.function()  # imported now: a wrong import path is refused before any progress bar
         result = run_canary(
             settings, dataset, TrainingRecipe(), source.describe(), progress=progress, trainer=user_trainer
         )
