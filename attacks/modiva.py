@@ -45,9 +45,18 @@ class WhiteBox(Protocol):
     `ClassifierWhiteBox`; a user's model through `encode`, `input_embeddings` and `forward_embeds`
     (`privaudit.usermodel`)."""
 
-    labels: list[str]
-    special_token_ids: set[int]  # never candidates in the vocabulary setting
-    unknown_token_id: int | None  # a symbol encoded as this is not in the vocabulary
+    @property
+    def labels(self) -> list[str]: ...
+
+    @property
+    def special_token_ids(self) -> set[int]:
+        """Never candidates in the vocabulary setting."""
+        ...
+
+    @property
+    def unknown_token_id(self) -> int | None:
+        """A symbol encoded as this is not in the vocabulary."""
+        ...
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask), each (N, T)."""
@@ -78,7 +87,8 @@ class ClassifierWhiteBox:
 
     @property
     def special_token_ids(self) -> set[int]:
-        return {self.classifier.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS} - {None}
+        ids = (self.classifier.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS)
+        return {i for i in ids if i is not None}
 
     @property
     def unknown_token_id(self) -> int | None:
@@ -352,7 +362,7 @@ def _hotflip_candidates(objective: Objective, current, mask, pos, options, top_k
     embeds = [e.detach().requires_grad_(True) for e in objective.embed(current)]
     grads = torch.autograd.grad(objective.of_embeds(embeds, mask)[0], embeds)
     # First-order change of the objective per candidate token, summed over the models' own tables.
-    gain = sum(table[options].detach() @ g[0, pos] for table, g in zip(objective.tables, grads))
+    gain = torch.stack([table[options].detach() @ g[0, pos] for table, g in zip(objective.tables, grads)]).sum(0)
     return options[gain.topk(min(top_k, len(options))).indices]
 
 

@@ -37,10 +37,10 @@ from privaudit.usermodel import UserTrainer
 from privaudit.versions import package_versions, run_section
 
 from .calibration import SecretScorer, train_references
-from .generate import plan_canaries
+from .generate import CanaryPlan, plan_canaries
 from .gradient import WhiteBoxAudit
 from .onerun import OneRunAudit, one_run_audit
-from .templates import DEFAULT_TEMPLATE, parse_template
+from .templates import DEFAULT_TEMPLATE, Template, parse_template
 
 
 @dataclass
@@ -301,7 +301,16 @@ def run_canary(
     )
 
 
-def _train_with_recipe(settings, data, recipe, template, plan, device, progress, timings):
+def _train_with_recipe(
+    settings: CanarySettings,
+    data: TextDataset,
+    recipe: TrainingRecipe,
+    template: Template,
+    plan: CanaryPlan,
+    device: str,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> tuple[list[TrainedRun], list[Any], dict[str, Any]]:
     """privaudit's own training: every run and reference model on one vocabulary, the recipe's."""
     labels = data.label_names
     # Every run reads one vocabulary (the first run's: the template's words and, required, its alphabet),
@@ -339,7 +348,14 @@ def _train_with_recipe(settings, data, recipe, template, plan, device, progress,
     return [TrainedRun(r.classifier, r.privacy, r.whitebox) for r in runs], references, model
 
 
-def _train_with_user_code(settings, data, trainer, plan, progress, timings):
+def _train_with_user_code(
+    settings: CanarySettings,
+    data: TextDataset,
+    trainer: UserTrainer,
+    plan: CanaryPlan,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> tuple[list[TrainedRun], list[Any], dict[str, Any]]:
     """The user's own trainer, called as for shadow models: the data with each run's canaries (seed
     `settings.seed`), and the reference models on the data alone (other seeds)."""
     total = plan.runs + settings.references
