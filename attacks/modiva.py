@@ -115,6 +115,11 @@ def white_box(model: Any) -> WhiteBox | None:
     return view() if callable(view) else None
 
 
+class TemplateNotReadable(PrivauditError):
+    """The model's tokens cannot hold the template's secrets (a symbol that is not one known token, two
+    symbols on one id, slots that cannot be located): ModIvA cannot run on that model."""
+
+
 @dataclass
 class SlotLayout:
     input_ids: torch.Tensor  # (1, T) the template with placeholder secrets
@@ -136,28 +141,28 @@ def slot_layout(model: Any, template) -> SlotLayout:
         texts = [template.render(first[:slot] + (symbol,) + first[slot + 1 :]) for symbol in alphabet]
         encoded = view.encode(texts)[0].cpu()
         if encoded.shape[1:] != base.shape:
-            raise PrivauditError(f"template {template.text!r}: secrets change the number of tokens")
+            raise TemplateNotReadable(f"template {template.text!r}: secrets change the number of tokens")
         changed = encoded != base  # (symbols, T)
         where = torch.nonzero(changed.any(0)).flatten().tolist()
         for symbol, row in zip(alphabet, changed):
             if int(row.sum()) > 1:  # more than the slot's own token changed: the symbol is several tokens
-                raise PrivauditError(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
+                raise TemplateNotReadable(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
         if len(where) != 1:  # 0: every symbol reads the same (unknown words); >1: several tokens
-            raise PrivauditError(f"alphabet symbol {alphabet[0]!r} is not one token of the model's vocabulary")
+            raise TemplateNotReadable(f"alphabet symbol {alphabet[0]!r} is not one token of the model's vocabulary")
         pos = where[0]
         ids = [int(i) for i in encoded[:, pos]]
         for symbol, token in zip(alphabet, ids):
             if token == view.unknown_token_id:
-                raise PrivauditError(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
+                raise TemplateNotReadable(f"alphabet symbol {symbol!r} is not one token of the model's vocabulary")
         if len(set(ids)) < len(ids):
-            raise PrivauditError(
+            raise TemplateNotReadable(
                 f"two symbols of the alphabet {alphabet[:3]}... share one token id (a hashed "
                 f"vocabulary's collision): choose other symbols or a larger --vocab-size"
             )
         positions.append(pos)
         alphabet_ids.append(ids)
     if len(set(positions)) != len(template.slots):
-        raise PrivauditError(f"template {template.text!r}: cannot locate its {len(template.slots)} secret tokens")
+        raise TemplateNotReadable(f"template {template.text!r}: cannot locate its {len(template.slots)} secret tokens")
     return SlotLayout(ids_a, mask.cpu(), positions, alphabet_ids)
 
 

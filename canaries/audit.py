@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from privaudit.accounting import PrivacyGuarantee, default_delta
 from privaudit.attacks.base import scaled_confidence
-from privaudit.attacks.modiva import modiva_extract, slot_layout, white_box
+from privaudit.attacks.modiva import TemplateNotReadable, modiva_extract, slot_layout, white_box
 from privaudit.data import TextDataset
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
@@ -392,7 +392,7 @@ def _modiva_not_applicable(model: Any, template) -> str | None:
         return "ModIvA not applicable: the model gives no white-box access (encode, input_embeddings, forward_embeds)"
     try:
         slot_layout(model, template)
-    except PrivauditError as exc:
+    except TemplateNotReadable as exc:  # an exception in the user's own code is reported as theirs, not here
         return f"ModIvA not applicable: {exc}"
     return None
 

@@ -368,3 +368,31 @@ def test_the_canary_audit_through_opacus_and_a_transformers_trainer(audit_files,
     monkeypatch.setenv("BASE_MODEL", str(save_tiny_bert(audit_files / "canary-base", texts, None)))
     doc, _ = canary_through("hf_trainer", audit_files, run_cli)
     assert doc["model"]["trainer"].startswith("examples.hf_trainer:train@") and len(doc["canaries"]) == 14
+
+
+def test_an_exception_in_a_users_white_box_method_is_reported_as_theirs(audit_files, run_cli, tmp_path, monkeypatch):
+    """A bug in the user's `encode` stops the canary audit with their traceback (exit 2); it is not quietly
+    turned into "ModIvA not applicable"."""
+    (tmp_path / "broken_white_box.py").write_text(
+        "import numpy as np\n"
+        "class M:\n"
+        "    def __init__(self, labels):\n"
+        "        self.labels = sorted(set(labels))\n"
+        "    def logits(self, texts):\n"
+        "        return np.array([[len(t) % 7 == i for i in range(len(self.labels))] for t in texts], float)\n"
+        "    def encode(self, texts):\n"
+        "        raise ValueError('my encode is broken')\n"
+        "    def input_embeddings(self):\n"
+        "        return None\n"
+        "    def forward_embeds(self, embeds, mask):\n"
+        "        return None\n"
+        "def train(texts, labels, seed):\n"
+        "    return M(labels)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        "canary", "--trainer", "broken_white_box:train", "--data", audit_files / "members.csv",
+        "--template", "code {digit}", "--insert", "7", "--repeat", "1", "--audit-canaries", "0",
+    )  # fmt: skip
+    assert code == 2 and "ValueError: my encode is broken" in err and "broken_white_box.py" in err, err
+    assert "not applicable" not in err and "internal error" not in err
