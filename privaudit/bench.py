@@ -92,16 +92,22 @@ def _plain_mode(model, recipe, batches, batch_size, device):
     return run, lambda: None
 
 
-def _privaudit_mode(model, recipe, batches, batch_size, device):
-    optimizer = make_optimizer(recipe, model.parameters())
-    clipper = PerExampleClipper(model, max_grad_norm=1.0)
-    noise = GaussianNoise(clipper.parameters, 1.0, device=device)  # fresh entropy each step, as in training
+def _dp_mode(noise_class: type[GaussianNoise]):
+    """privaudit's DP-SGD steps with `noise_class` drawing the noise (GaussianNoise: fresh entropy each step,
+    as in training)."""
 
-    def run():
-        for chunk in batches:
-            dp_step(clipper, noise, model, optimizer, [chunk], batch_size)
+    def build(model, recipe, batches, batch_size, device):
+        optimizer = make_optimizer(recipe, model.parameters())
+        clipper = PerExampleClipper(model, max_grad_norm=1.0)
+        noise = noise_class(clipper.parameters, 1.0, device=device)
 
-    return run, clipper.close
+        def run():
+            for chunk in batches:
+                dp_step(clipper, noise, model, optimizer, [chunk], batch_size)
+
+        return run, clipper.close
+
+    return build
 
 
 def _noise_mode(model, recipe, batches, batch_size, device):
@@ -121,22 +127,7 @@ class _SkippedNoise(GaussianNoise):
 
     def start_step(self) -> None:
         self.buffer.zero_()
-        offset = 0
-        for p in self.parameters:
-            p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
-
-
-def _skipped_noise_mode(model, recipe, batches, batch_size, device):
-    optimizer = make_optimizer(recipe, model.parameters())
-    clipper = PerExampleClipper(model, max_grad_norm=1.0)
-    noise = _SkippedNoise(clipper.parameters, 1.0, device=device)
-
-    def run():
-        for chunk in batches:
-            dp_step(clipper, noise, model, optimizer, [chunk], batch_size)
-
-    return run, clipper.close
+        self._expose_buffer()
 
 
 def _opacus_mode(ghost: bool):
@@ -198,11 +189,11 @@ NOISE_DRAW = "privaudit: its noise draw alone"
 SKIPPED_NOISE = "privaudit DP-SGD, noise skipped (not DP)"
 _MODES = {
     "non-DP": _plain_mode,
-    "privaudit DP-SGD": _privaudit_mode,
+    "privaudit DP-SGD": _dp_mode(GaussianNoise),
     "Opacus (hooks)": _opacus_mode(ghost=False),
     "Opacus (ghost clipping)": _opacus_mode(ghost=True),
     NOISE_DRAW: _noise_mode,
-    SKIPPED_NOISE: _skipped_noise_mode,
+    SKIPPED_NOISE: _dp_mode(_SkippedNoise),
 }
 
 

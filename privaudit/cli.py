@@ -500,8 +500,9 @@ def canary(
         gradient_canaries,
         references,
     )
-    training_options = [arch != "cnn", epochs, batch_size, lr, physical_batch_size, trainable != "all", dropout != 0.1]
-    if trainer is not None and (dp_settings is not None or any(o not in (None, False) for o in training_options)):
+    given = [epochs, batch_size, lr, physical_batch_size, dp_settings]
+    changed = [arch != "cnn", trainable != "all", dropout != 0.1]
+    if trainer is not None and (any(o is not None for o in given) or any(changed)):
         raise PrivauditError(
             "--trainer: your trainer trains the canary models; privaudit's training options (--arch, --epochs, "
             "--dp, ...) do not apply"

@@ -196,15 +196,9 @@ class PerExampleClipper:
         norms = torch.sqrt(norm_sq) if batch is not None else torch.zeros(0, device=self._device)
         return plans, norms
 
-    def _summed(self, plans, scale: torch.Tensor, extra: DiracRows | None) -> list[torch.Tensor]:
-        """Every parameter's gradient summed over the examples, example i scaled by scale[i]; the rows of
-        `extra` come after the batch's."""
-        grads = [torch.zeros_like(p) for p in self.parameters]
-        self._add_summed(plans, scale, extra, grads)
-        return grads
-
     def _add_summed(self, plans, scale: torch.Tensor, extra: DiracRows | None, into: list[torch.Tensor]) -> None:
-        """`_summed`, added in place to `into` (one tensor per parameter, in the layers' order)."""
+        """Adds to `into` (one tensor per parameter, in the layers' order) every parameter's gradient summed
+        over the examples, example i scaled by scale[i]; the rows of `extra` come after the batch's."""
         batch_size = len(scale) - (len(extra) if extra is not None else 0)
         real = scale[:batch_size]
         targets = iter(into)
@@ -309,6 +303,10 @@ class GaussianNoise:
         if not self.reproducible:
             self.generator.manual_seed(fresh_seed())
         self.buffer.normal_(0.0, self.std, generator=self.generator)
+        self._expose_buffer()
+
+    def _expose_buffer(self) -> None:
+        """Every parameter's .grad becomes its slice of the buffer."""
         offset = 0
         for p in self.parameters:
             p.grad = self.buffer[offset : offset + p.numel()].view_as(p)

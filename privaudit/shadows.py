@@ -280,10 +280,10 @@ def train_shadows(
         if workers > 1:
             context = multiprocessing.get_context("spawn")
             processes = min(workers, len(jobs))
-            slots = None
-            if gpu_slots(device, processes):
+            gpus, slots = gpu_slots(device, processes), None
+            if gpus:
                 slots = context.Queue()
-                for gpu in gpu_slots(device, processes):
+                for gpu in gpus:
                     slots.put(gpu)
             with ProcessPoolExecutor(
                 processes,

@@ -45,7 +45,8 @@ class ClipAfterSumming(PerExampleClipper):
     def clip_and_accumulate(self, extra=None):
         plans, norms = self._plan()
         count = len(norms) + (len(extra) if extra is not None else 0)
-        grads = self._summed(plans, torch.ones(count), extra)
+        grads = [torch.zeros_like(p) for p in self.parameters]
+        self._add_summed(plans, torch.ones(count), extra, grads)
         factor = min(1.0, self.max_grad_norm / (float(torch.sqrt(sum(g.pow(2).sum() for g in grads))) + 1e-6))
         for p, g in zip(self.parameters, grads):
             p.grad = g * factor if p.grad is None else p.grad.add_(g * factor)
