@@ -12,7 +12,7 @@ from .lira import lira_offline, lira_online
 from .loss import loss_attack
 from .rmia import rmia_offline, rmia_online
 from .shokri import shokri_attack
-from .vocabulary import vocabulary_attack
+from .vocabulary import lira_with_vocabulary, vocabulary_attack
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,12 @@ class AttackSpec:
     run: Attack
     needs_shadows: bool
     needs_queries: bool = False  # computed only when the audit queries neighbours (privaudit.queries)
+    needs_vocabulary: bool = False  # computed only when the vocabulary was learned from the training texts
 
 
 #: name -> attack. "lira" is online LiRA (variance by number of shadows, see lira.py); "-augmented"
-#: variants also query each example's neighbours; "label-only" sees only predicted labels.
+#: variants also query each example's neighbours; "label-only" sees only predicted labels;
+#: "lira-vocabulary" adds the tokenizer's evidence to LiRA's.
 ATTACKS: dict[str, AttackSpec] = {
     "loss": AttackSpec(loss_attack, False),
     "vocabulary": AttackSpec(vocabulary_attack, False),
@@ -32,6 +34,7 @@ ATTACKS: dict[str, AttackSpec] = {
     "lira-offline": AttackSpec(lira_offline, True),
     "rmia": AttackSpec(rmia_online, True),
     "rmia-offline": AttackSpec(rmia_offline, True),
+    "lira-vocabulary": AttackSpec(lira_with_vocabulary, True, needs_vocabulary=True),
     "lira-augmented": AttackSpec(partial(lira_online, queries=True), True, True),
     "rmia-augmented": AttackSpec(partial(rmia_online, queries=True), True, True),
     "label-only": AttackSpec(label_only_attack, False, True),

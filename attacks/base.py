@@ -21,9 +21,9 @@ class AttackInputs:
     shadow_logits: np.ndarray  # (K, N, C) logits of K shadow/reference models (K may be 0)
     shadow_in: np.ndarray  # (K, N) bool: example n was in shadow k's training set
     reference_points: np.ndarray  # indices of population points z (non-members) for pairwise attacks
-    # (N,) how badly the target's own tokenizer covers each text (tokenization.vocabulary_misses); None: not
-    # computed. A vocabulary learned from the training texts covers members better than anyone else.
-    vocabulary_misses: np.ndarray | None = None
+    # (N,) what a vocabulary learned from the training texts says of each text's membership, as a log
+    # likelihood ratio (tokenization.vocabulary_evidence); None: the vocabulary was not learned from the data.
+    vocabulary_evidence: np.ndarray | None = None
     # Logits on each example's Q query neighbours (privaudit.queries; same label as the example), from
     # the target (N, Q, C) and the shadows (K, N, Q, C). None: no queries.
     target_query_logits: np.ndarray | None = None

@@ -72,6 +72,7 @@ class Attack(StrEnum):
     LIRA_OFFLINE = "lira-offline"
     RMIA = "rmia"
     RMIA_OFFLINE = "rmia-offline"
+    LIRA_VOCABULARY = "lira-vocabulary"
     LIRA_AUGMENTED = "lira-augmented"
     RMIA_AUGMENTED = "rmia-augmented"
     LABEL_ONLY = "label-only"

@@ -45,7 +45,7 @@ from .recipe import TrainingRecipe
 from .results import SCHEMA_VERSION, Gate, Headline
 from .shadows import BACKENDS, default_cache_dir, default_workers, train_shadows
 from .source import file_source, load_source
-from .tokenization import vocabulary_misses
+from .tokenization import vocabulary_evidence
 from .usermodel import CodeRef, UserModel, UserTrainer, load_user_model
 from .versions import package_versions, run_section
 
@@ -85,12 +85,15 @@ class MiaSettings:
         if ATTACKS[self.attack].needs_queries and self.queries == 0:
             raise PrivauditError(f"attack {self.attack!r} needs --queries 1 or more")
 
-    def computed_attacks(self) -> list[str]:
-        """Every attack the settings support (shadows for some, query neighbours for others)."""
+    def computed_attacks(self, learned_vocabulary: bool) -> list[str]:
+        """Every attack the settings support (shadows for some, query neighbours for others) on a target
+        whose vocabulary was (or was not) learned from its training texts."""
         return [
             name
             for name, spec in ATTACKS.items()
-            if (self.shadows >= 2 or not spec.needs_shadows) and (self.queries > 0 or not spec.needs_queries)
+            if (self.shadows >= 2 or not spec.needs_shadows)
+            and (self.queries > 0 or not spec.needs_queries)
+            and (learned_vocabulary or not spec.needs_vocabulary)
         ]
 
 
@@ -104,6 +107,17 @@ class AuditTarget:
     trainer: TrainingRecipe | UserTrainer | None
     privacy: PrivacyGuarantee | None
     description: dict[str, Any]  # results.json's "model": arch, recipe, vocabulary, metrics
+
+    @property
+    def learned_vocabulary(self) -> bool:
+        """Its vocabulary was learned from its training texts (privaudit's `learned`): what the vocabulary
+        attack reads. Not for a hashed or pretrained vocabulary, nor a user's model (not inspected)."""
+        recipe = self.trainer
+        return (
+            isinstance(recipe, TrainingRecipe)
+            and recipe.vocabulary == "learned"
+            and self.classifier.tokenizer is not None
+        )
 
     @classmethod
     def of_bundle(cls, bundle: ModelBundle) -> AuditTarget:
@@ -296,6 +310,11 @@ def run_mia(
         target = model
     else:
         target = AuditTarget.of_bundle(model if isinstance(model, ModelBundle) else load_bundle(model, settings.device))
+    if settings.attack not in settings.computed_attacks(target.learned_vocabulary):
+        raise PrivauditError(
+            f"attack {settings.attack!r} needs a vocabulary learned from the training texts; this model's: "
+            f"{target.description['vocabulary']}"
+        )
     if audit is None:
         raise PrivauditError("no audit set: give the model's audit manifest, or --members and --nonmembers")
     if population is not None:
@@ -351,13 +370,13 @@ def run_mia(
         shadow_logits,
         shadow_in,
         reference_points=extra_points if len(extra_points) else np.arange(audit.n_members, n_audit),
-        vocabulary_misses=(
-            None if classifier.tokenizer is None else vocabulary_misses(classifier.tokenizer, audit.population.texts)
+        vocabulary_evidence=(
+            vocabulary_evidence(classifier.tokenizer, audit.population.texts) if target.learned_vocabulary else None
         ),
         target_query_logits=target_query_logits,
         shadow_query_logits=shadow_query_logits,
     )
-    names = settings.computed_attacks()
+    names = settings.computed_attacks(target.learned_vocabulary)
     scores = {name: ATTACKS[name].run(inputs)[:n_audit] for name in names}
     timings["scoring_s"] = time.perf_counter() - start
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,9 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+# The vocabulary attack's score for a certain member (or, negated, non-member): above any sum of the
+# uncertain evidence, finite so that results.json stays plain JSON.
+CERTAIN = 1e6
 
 
 def train_tokenizer(
@@ -175,15 +180,37 @@ def encode(tokenizer, texts: list[str], max_len: int, pad_id: int) -> tuple[torc
     return pad_batch(token_ids(tokenizer, texts, max_len), pad_id)
 
 
-def vocabulary_misses(tokenizer, texts: list[str]) -> np.ndarray:
-    """Per text: unknown tokens * 1000 + word pieces beyond each word's first (the vocabulary attack's
-    signal). 0 everywhere for the hashed vocabulary, which has neither."""
+def vocabulary_evidence(tokenizer, texts: list[str]) -> np.ndarray:
+    """Per text, the evidence a vocabulary learned from the training texts gives that it is one of them:
+    a log-likelihood ratio, member against non-member (the vocabulary attack's score).
+
+    The vocabulary holds every word of every member (up to its size), and nothing else the data did
+    not put there. `texts` is the whole population the auditor holds, members among them, each a
+    member with probability one half. Then:
+    - a token that no other text of the population uses was put there by this text: **certainly a member**
+      (+CERTAIN each);
+    - a token [UNK] marks a word no member has: **certainly not a member** (-CERTAIN each; when the
+      vocabulary was cut to its size, only likely);
+    - a token k >= 2 texts use is in the vocabulary whenever one of them is a member: likelihood ratio
+      1 / (1 - 2^(1-k)) (2 for k = 2, about 1 for common words), summed as if independent;
+    - each word piece beyond a word's first (a WordPiece vocabulary without the whole word): -1.
+    Tokens any vocabulary holds whatever the data (special tokens, single characters, alone or as
+    continuations) carry nothing and are skipped. 0 everywhere for the hashed vocabulary."""
     if isinstance(tokenizer, HashedTokenizer):
         return np.zeros(len(texts))
     unk = tokenizer.token_to_id(UNK)
+    encodings = tokenizer.encode_batch(texts)
+    data_free = {unk, *(tokenizer.token_to_id(t) for t in SPECIALS)}
+    documents = [
+        {i for i, t in zip(e.ids, e.tokens, strict=True) if i not in data_free and len(t.removeprefix("##")) > 1}
+        for e in encodings
+    ]
+    users = Counter(i for document in documents for i in document)
     out = np.zeros(len(texts))
-    for row, encoding in enumerate(tokenizer.encode_batch(texts)):
+    for row, (encoding, document) in enumerate(zip(encodings, documents, strict=True)):
         unknown = sum(1 for i in encoding.ids if i == unk) if unk is not None else 0
         pieces = sum(1 for t in encoding.tokens if t.startswith("##"))
-        out[row] = unknown * 1000 + pieces
+        alone = sum(1 for i in document if users[i] == 1)
+        shared = sum(-math.log1p(-(2.0 ** (1 - users[i]))) for i in document if users[i] > 1)
+        out[row] = CERTAIN * (alone - unknown) + shared - pieces
     return out

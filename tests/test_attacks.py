@@ -9,8 +9,9 @@ from privaudit.attacks import ATTACKS, AttackInputs
 from privaudit.attacks.base import scaled_confidence
 from privaudit.attacks.lira import _gaussians, fallback_examples, variance_for
 from privaudit.attacks.rmia import _scores, fractions, trimmed_mean
-from privaudit.metrics import auc
+from privaudit.metrics import auc, tpr_at_fpr
 from privaudit.shadows import inclusion_matrix
+from privaudit.tokenization import CERTAIN, hashed_tokenizer, train_tokenizer, vocabulary_evidence
 
 QUERIES = 4
 
@@ -28,15 +29,16 @@ def synthetic(num_shadows=16, n=2000, seed=0):
         phi = (difficulty[:, None] if queries else difficulty) + 1.0 * in_mask + rng.normal(0, 0.4, shape)
         return np.stack([phi, np.zeros_like(phi)], axis=-1)  # class 0 is the true class: confidence = phi
 
-    # A vocabulary learned from the members covers every member's words and misses some of 40% of the rest.
-    misses = np.where(~target_in & (rng.random(n) < 0.4), rng.integers(1, 3, n), 0) * 1000
+    # A vocabulary learned from the members misses a word of 40% of the rest, and holds a word that only
+    # 30% of the members use (tokenization.vocabulary_evidence).
+    certain = np.where(~target_in & (rng.random(n) < 0.4), -1, np.where(target_in & (rng.random(n) < 0.3), 1, 0))
     inputs = AttackInputs(
         labels=np.zeros(n, dtype=int),
         target_logits=logits(target_in),
         shadow_logits=logits(shadow_in),
         shadow_in=shadow_in,
         reference_points=np.flatnonzero(~target_in),
-        vocabulary_misses=misses,
+        vocabulary_evidence=certain * CERTAIN,
         target_query_logits=logits(target_in, QUERIES),
         shadow_query_logits=logits(shadow_in, QUERIES),
     )
@@ -105,3 +107,33 @@ def test_inclusion_matrix_is_balanced():
     assert abs(m.sum(1).mean() - 1001 / 2) < 1
     odd = inclusion_matrix(1000, 5, seed=3)
     assert set(odd.sum(0)) == {2, 3}
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+def test_vocabulary_evidence_is_certain_only_where_the_vocabulary_decides(kind):
+    """A vocabulary learned from the members: a word only one text of the population uses, if in the
+    vocabulary, was put there by that text (a member for certain); a word it lacks marks a non-member for
+    certain; a word k texts share is evidence 1 / (1 - 2^(1-k)); single characters are in any vocabulary."""
+    members = ["play zorblat now", "play jazz now", "play jazz loud", "play q"]
+    nonmembers = ["play vexmor now", "play jazz q", "play loud now"]
+    tokenizer = train_tokenizer(kind, members, vocab_size=200)
+    evidence = vocabulary_evidence(tokenizer, members + nonmembers)
+
+    def shared(k):  # log-likelihood ratio of a word k texts of the population use
+        return -np.log1p(-(2.0 ** (1 - k)))
+
+    play, now, jazz, loud = shared(7), shared(4), shared(3), shared(2)
+    # vexmor: [UNK] in a word vocabulary; WordPiece spells it in letters, five pieces after the first
+    unknown = -CERTAIN if kind == "word" else -5
+    expected = [CERTAIN + play + now, play + now + jazz, play + jazz + loud, play, unknown + play + now, play + jazz]
+    expected.append(play + loud + now)
+    np.testing.assert_allclose(evidence, expected)
+    assert not vocabulary_evidence(hashed_tokenizer(kind, 1024), members + nonmembers).any()
+
+
+def test_lira_with_the_vocabulary_finds_the_members_the_vocabulary_is_certain_of():
+    inputs, is_member = synthetic()
+    lira, combined = (
+        tpr_at_fpr(ATTACKS[name].run(inputs), is_member, 0.001).tpr for name in ("lira", "lira-vocabulary")
+    )
+    assert combined > lira + 0.2  # 30% of the members are certain from the vocabulary alone

@@ -51,6 +51,7 @@ def test_all_attacks_from_one_pool(first_run):
         "lira-offline",
         "rmia",
         "rmia-offline",
+        "lira-vocabulary",
         "lira-augmented",
         "rmia-augmented",
         "label-only",
@@ -321,6 +322,9 @@ def test_vocabulary_attack_sees_a_learned_vocabulary_and_not_a_hashed_one(tmp_pa
         result = mia(path, MiaSettings(attack="loss", shadows=0, bootstrap=50)).to_dict()
         aucs[name] = result["attacks"]["vocabulary"]["auc"]
     assert aucs["learned"] > 0.95 and aucs["hashed"] == 0.5
+    # LiRA with the vocabulary's evidence: only where there is a learned vocabulary to read
+    with pytest.raises(PrivauditError, match="needs a vocabulary learned from the training texts"):
+        mia(tmp_path / "hashed.pt", MiaSettings(attack="lira-vocabulary", shadows=2))
 
 
 def _children(pid: int) -> set[int]:
