@@ -425,3 +425,58 @@ def bench_sweep(
         "ratio": sum(sweeps) / sum(sum(times) for times in separate),
         "rerun_s": rerun_s,
     }
+
+
+def bench_lira(
+    data: str | Path | None = None,
+    shadows: int = 16,
+    workers: int | None = None,
+    epochs: int | None = None,
+    device: str = "auto",
+    progress=None,
+) -> dict:
+    """`privaudit bench lira`: LiRA end to end against one training of its target, in one run. Trains the
+    target (`privaudit train`, the default CNN recipe, half the data as members), then audits it with
+    `privaudit mia --attack lira --queries 0 --shadows K` from an empty cache. Each shadow trains the same
+    recipe on as many examples as the target, so K target trainings are the work a shadow pool cannot
+    avoid; the benchmark prints the shadows' time and CPU time against one target training's."""
+    import resource
+    import tempfile
+
+    from .manifest import load_manifest, manifest_path
+    from .mia import MiaSettings, audit_set_from_manifest, run_mia
+    from .source import demo_source, file_source
+    from .targets import train
+
+    def cpu_seconds() -> float:  # this process and its finished worker processes
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    source = demo_source() if data is None else file_source(data)
+    with tempfile.TemporaryDirectory() as folder:
+        model = Path(folder) / "target.pt"
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        train(source, TrainingRecipe(epochs=epochs), out=model, device=device, progress=progress, split_seed=0)
+        target_s, target_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        settings = MiaSettings(
+            attack="lira", shadows=shadows, queries=0, workers=workers, cache_dir=folder, device=device, bootstrap=200
+        )
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        result = run_mia(
+            model, settings, audit_set_from_manifest(load_manifest(manifest_path(model), model)), progress=progress
+        )
+        mia_s, mia_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    timings = result.run["timings"]
+    return {
+        "shadows": shadows,
+        "target_training_s": target_s,
+        "target_training_cpu_s": target_cpu,
+        "mia_s": mia_s,
+        "mia_cpu_s": mia_cpu,
+        "shadow_training_s": timings["shadow_training_s"],
+        "scoring_s": timings["scoring_s"],
+        "metrics_s": timings["metrics_s"],
+        "shadows_over_target": timings["shadow_training_s"] / target_s,
+        "cpu_over_target": mia_cpu / target_cpu,
+        "lira_tpr_at_fpr": {row.fpr: row.tpr for row in result.attacks["lira"].tpr_at_fpr},
+    }

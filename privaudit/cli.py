@@ -106,6 +106,7 @@ JSON, HTML = Format("json"), Format("html")
 
 # Options shared by several commands, declared once.
 DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")]
 ArchOpt = Annotated[str, typer.Option(help="cnn, bert-tiny or hf:PATH (a local Hugging Face model directory).")]
 EpochsOpt = Annotated[Optional[int], typer.Option(help="Training epochs (default 20).")]
 BatchSizeOpt = Annotated[
@@ -324,7 +325,7 @@ def mia(
         EpsilonMethod, typer.Option(help="Threshold selection for the epsilon bound.")
     ] = BONFERRONI,
     seed: SeedOpt = 0,
-    workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
+    workers: WorkersOpt = None,
     backend: Annotated[
         Backend, typer.Option(help="Where shadows train: local worker processes, or Ray tasks (privaudit[ray]).")
     ] = LOCAL,
@@ -605,7 +606,7 @@ def sweep(
     text_col: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
     label_col: Annotated[str, typer.Option(help="Column of the labels.")] = "label",
     seed: SeedOpt = 0,
-    workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
+    workers: WorkersOpt = None,
     cache_dir: Annotated[
         Optional[Path], typer.Option(help="Models, shadows and finished points (default ~/.cache/privaudit).")
     ] = None,
@@ -831,6 +832,44 @@ def bench_backends(
     )
 
 
+@bench_app.command("lira")
+def bench_lira(
+    data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
+    shadows: Annotated[int, typer.Option(help="Shadow models.")] = 16,
+    workers: WorkersOpt = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(help="Training epochs of the target and shadows (default 20).")
+    ] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """LiRA end to end (train the target, then mia --attack lira --queries 0) against one target training."""
+    from .bench import bench_lira as run
+
+    with make_progress() as progress:
+        r = run(data, shadows, workers, epochs, device, progress)
+    train_s, train_cpu = r["target_training_s"], r["target_training_cpu_s"]
+    print_table(
+        f"LiRA, {shadows} shadow models, from an empty cache",
+        ["part", "wall s", "CPU s", "wall / one target training"],
+        [
+            ["target training (privaudit train)", f"{train_s:.1f}", f"{train_cpu:.1f}", "1.00"],
+            [
+                "privaudit mia --attack lira --queries 0",
+                f"{r['mia_s']:.1f}",
+                f"{r['mia_cpu_s']:.1f}",
+                f"{r['mia_s'] / train_s:.2f}",
+            ],
+            ["  of which shadow training", f"{r['shadow_training_s']:.1f}", "", f"{r['shadows_over_target']:.2f}"],
+            ["  of which scoring and metrics", f"{r['scoring_s'] + r['metrics_s']:.1f}", "", ""],
+        ],
+    )
+    tprs = ", ".join(f"{100 * t:.2f}% at FPR {f:g}" for f, t in r["lira_tpr_at_fpr"].items())
+    out_console.print(
+        f"CPU time of the audit: {r['cpu_over_target']:.1f} target trainings' (each shadow trains the same recipe "
+        f"on as many examples); end to end {r['mia_s']:.0f} s. LiRA: {tprs}."
+    )
+
+
 @bench_app.command("whitebox")
 def bench_whitebox(
     epsilons: Annotated[str, typer.Option(help="Comma-separated theoretical epsilons.")] = "1,2,4,8",
@@ -887,7 +926,7 @@ def bench_sweep(
     data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
     shadows: Annotated[int, typer.Option(help="Shadow models per epsilon.")] = 4,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
-    workers: Annotated[Optional[int], typer.Option(help="Parallel shadow trainings (default: 2 on a CPU).")] = None,
+    workers: WorkersOpt = None,
     rounds: Annotated[int, typer.Option(help="Rounds, in alternating order (separate runs first, sweep first).")] = 2,
     device: DeviceOpt = "auto",
 ) -> None:

@@ -3,7 +3,7 @@ Slow lane: each spends most of its time on imports, fresh processes and warm-up.
 
 import pytest
 
-from privaudit.bench import bench_dp, bench_memory
+from privaudit.bench import bench_dp, bench_lira, bench_memory
 
 pytestmark = pytest.mark.slow
 
@@ -21,3 +21,12 @@ def test_a_large_logical_batch_takes_the_memory_of_its_physical_batch():
     small, accumulated, whole = bench_memory([(32, 32), (512, 32), (512, 512)], steps=4)
     assert accumulated["peak_mb"] <= 1.2 * small["peak_mb"]
     assert whole["rise_mb"] > accumulated["rise_mb"]  # without accumulation the activations of 512 show
+
+
+def test_bench_lira_times_the_audit_against_one_target_training(tmp_path):
+    r = bench_lira(shadows=2, epochs=1, workers=1)
+    assert r["shadows"] == 2 and 0 < r["shadow_training_s"] < r["mia_s"]
+    assert r["shadows_over_target"] == r["shadow_training_s"] / r["target_training_s"]
+    # two shadows trained like the target, on as many examples: about two trainings' CPU, never nothing
+    assert r["mia_cpu_s"] > 0.5 * r["target_training_cpu_s"]
+    assert set(r["lira_tpr_at_fpr"]) == {0.001, 0.01, 0.1}
