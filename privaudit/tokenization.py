@@ -186,7 +186,8 @@ def vocabulary_evidence(tokenizer, texts: list[str]) -> np.ndarray:
 
     The vocabulary holds every word of every member (up to its size), and nothing else the data did
     not put there. `texts` is the whole population the auditor holds, members among them, each a
-    member with probability one half. Then:
+    member with probability one half; "certain" below holds when it holds every training text (the audit
+    manifest's population does), else it is strong evidence only. Then:
     - a token that no other text of the population uses was put there by this text: **certainly a member**
       (+CERTAIN each);
     - a token [UNK] marks a word no member has: **certainly not a member** (-CERTAIN each; when the
