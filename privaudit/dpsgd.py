@@ -204,17 +204,11 @@ class PerExampleClipper:
         targets = iter(into)
         for layer, rule, state, samples in plans:
             out = {n: next(targets) for n in layer.params}
-            if rule is not None and hasattr(rule, "add_clipped_sum"):
-                rule.add_clipped_sum(layer.module, state, real, out)
-                continue
             if rule is not None:
-                layer_grads = rule.clipped_sum(layer.module, state, real)
+                rule.add_clipped_sum(layer.module, state, real, out)
             elif samples is not None:
-                layer_grads = {n: torch.einsum("b,b...->...", real, s) for n, s in samples.items()}
-            else:
-                continue  # unused in this forward: nothing to add
-            for n, g in layer_grads.items():
-                out[n].add_(g)
+                _add_weighted_samples(samples, real, out)
+            # else: unused in this forward, nothing to add
         if extra is not None and len(extra):
             extra.add_to(into, scale[batch_size:])
 
@@ -360,8 +354,9 @@ def _grad_sample(layer: _Layer, call: _Call) -> dict[str, torch.Tensor]:
 
 
 # A rule has three steps: prepare (flatten one layer call, once), norm_sq (per-example squared norms of
-# the layer's gradient, shape (B,)) and clipped_sum (the layer's gradients summed with per-example scales),
-# or add_clipped_sum (that sum added in place to the given gradient tensors).
+# the layer's gradient, shape (B,)) and add_clipped_sum (the layer's gradients summed with per-example
+# scales, added in place to the given gradient tensors: onto the step's noise, with no temporary where
+# the product can write into them).
 class _LinearRule:
     """y = a W^T + b over (B, *, d_in) inputs."""
 
@@ -384,9 +379,12 @@ class _LinearRule:
         return sq
 
     @staticmethod
-    def clipped_sum(module, state, scale):
+    def add_clipped_sum(module, state, scale, out):
         a, g = state
-        return _matmul_clipped_sum(a, g, scale, module.bias is not None, module.weight.shape)
+        gs = g * scale[:, None, None]
+        out["weight"].addmm_(gs.reshape(-1, gs.shape[-1]).t(), a.reshape(-1, a.shape[-1]))
+        if module.bias is not None:
+            out["bias"].add_(gs.sum((0, 1)))
 
 
 class _Conv1dRule:
@@ -426,13 +424,12 @@ class _Conv1dRule:
         return sq
 
     @staticmethod
-    def clipped_sum(module, state, scale):
+    def add_clipped_sum(module, state, scale, out):
         x, g = state
         gs = g * scale[:, None, None]
-        grads = {"weight": torch.nn.grad.conv1d_weight(x, module.weight.shape, gs, stride=module.stride)}
+        out["weight"].add_(torch.nn.grad.conv1d_weight(x, module.weight.shape, gs, stride=module.stride))
         if module.bias is not None:
-            grads["bias"] = gs.sum((0, 2))
-        return grads
+            out["bias"].add_(gs.sum((0, 2)))
 
 
 def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -443,15 +440,6 @@ def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     if t * (d_in + d_out) < d_in * d_out:
         return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
     return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
-
-
-def _matmul_clipped_sum(a, g, scale, has_bias, weight_shape) -> dict[str, torch.Tensor]:
-    gs = g * scale[:, None, None]
-    weight = gs.reshape(-1, gs.shape[-1]).t() @ a.reshape(-1, a.shape[-1])
-    grads = {"weight": weight.reshape(weight_shape)}
-    if has_bias:
-        grads["bias"] = gs.sum((0, 1))
-    return grads
 
 
 class _EmbeddingRule:
@@ -507,8 +495,14 @@ class _LayerNormRule:
         return sum(s.flatten(1).pow(2).sum(1) for s in samples.values())
 
     @staticmethod
-    def clipped_sum(module, samples, scale):
-        return {n: torch.einsum("b,b...->...", scale, s) for n, s in samples.items()}
+    def add_clipped_sum(module, samples, scale, out):
+        _add_weighted_samples(samples, scale, out)
+
+
+def _add_weighted_samples(samples: dict[str, torch.Tensor], scale: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
+    """Materialised per-example gradients (B, ...) summed with per-example scales, added into `out`."""
+    for n, s in samples.items():
+        out[n].add_(torch.einsum("b,b...->...", scale, s))
 
 
 _RULES = {nn.Linear: _LinearRule, nn.Conv1d: _Conv1dRule, nn.Embedding: _EmbeddingRule, nn.LayerNorm: _LayerNormRule}

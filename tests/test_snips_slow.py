@@ -25,8 +25,12 @@ def snips_cnn(snips_train, tmp_path_factory):
 LOW_FPR_GATE = Thresholds(max_tpr_at_fpr=((0.001, 0.03), (0.01, 0.05)))
 
 
+def tpr_at(result, attack, fpr):
+    return next(r["tpr"] for r in result["attacks"][attack]["tpr_at_fpr"] if r["fpr"] == fpr)
+
+
 def tpr_at_1pct(result, attack):
-    return next(r["tpr"] for r in result["attacks"][attack]["tpr_at_fpr"] if r["fpr"] == 0.01)
+    return tpr_at(result, attack, 0.01)
 
 
 def test_lira_with_16_shadows_beats_the_loss_attack(snips_cnn, cache):
@@ -38,6 +42,14 @@ def test_lira_with_16_shadows_beats_the_loss_attack(snips_cnn, cache):
     # The gate sees the leak through every attack's jointly valid lower bound, and names the attack.
     crossed = [c for c in gated.gate.failed if c.metric == "TPR at FPR 0.01"]
     assert crossed and crossed[0].detail.startswith("strongest attack: ")
+    # Issue 10's goal, through the tokenizer's certain members (README: 39.39% and 44.10%), and the gate
+    # at 3% TPR at 0.1% FPR crossed, naming the attack.
+    assert tpr_at(result, "lira-vocabulary", 0.001) >= 0.06 and tpr_at(result, "lira-vocabulary", 0.01) >= 0.12
+    crossed = [c for c in gated.gate.failed if c.metric == "TPR at FPR 0.001"]
+    assert crossed and crossed[0].detail.split(",")[0] in (
+        "strongest attack: lira-vocabulary",
+        "strongest attack: vocabulary",
+    )
 
 
 def test_rmia_with_2_references_beats_offline_lira_with_2_shadows(snips_cnn, cache):
