@@ -459,7 +459,7 @@ def bench_lira(
         train(source, TrainingRecipe(epochs=epochs), out=model, device=device, progress=progress, split_seed=0)
         target_s, target_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         settings = MiaSettings(
-            attack="lira", shadows=shadows, queries=0, workers=workers, cache_dir=folder, device=device, bootstrap=200
+            attack="lira", shadows=shadows, queries=0, workers=workers, cache_dir=folder, device=device
         )
         wall, cpu = time.perf_counter(), cpu_seconds()
         result = run_mia(
