@@ -310,7 +310,8 @@ def run_mia(
         target = model
     else:
         target = AuditTarget.of_bundle(model if isinstance(model, ModelBundle) else load_bundle(model, settings.device))
-    if settings.attack not in settings.computed_attacks(target.learned_vocabulary):
+    names = settings.computed_attacks(target.learned_vocabulary)
+    if settings.attack not in names:
         raise PrivauditError(
             f"attack {settings.attack!r} needs a vocabulary learned from the training texts; this model's: "
             f"{target.description['vocabulary']}"
@@ -376,7 +377,6 @@ def run_mia(
         target_query_logits=target_query_logits,
         shadow_query_logits=shadow_query_logits,
     )
-    names = settings.computed_attacks(target.learned_vocabulary)
     scores = {name: ATTACKS[name].run(inputs)[:n_audit] for name in names}
     timings["scoring_s"] = time.perf_counter() - start
 

@@ -201,7 +201,7 @@ def vocabulary_evidence(tokenizer, texts: list[str]) -> np.ndarray:
         return np.zeros(len(texts))
     unk = tokenizer.token_to_id(UNK)
     encodings = tokenizer.encode_batch(texts)
-    data_free = {unk, *(tokenizer.token_to_id(t) for t in SPECIALS)}
+    data_free = {tokenizer.token_to_id(t) for t in SPECIALS}  # [UNK] among them
     documents = [
         {i for i, t in zip(e.ids, e.tokens, strict=True) if i not in data_free and len(t.removeprefix("##")) > 1}
         for e in encodings
@@ -209,7 +209,7 @@ def vocabulary_evidence(tokenizer, texts: list[str]) -> np.ndarray:
     users = Counter(i for document in documents for i in document)
     out = np.zeros(len(texts))
     for row, (encoding, document) in enumerate(zip(encodings, documents, strict=True)):
-        unknown = sum(1 for i in encoding.ids if i == unk) if unk is not None else 0
+        unknown = encoding.ids.count(unk)
         pieces = sum(1 for t in encoding.tokens if t.startswith("##"))
         alone = sum(1 for i in document if users[i] == 1)
         shared = sum(-math.log1p(-(2.0 ** (1 - users[i]))) for i in document if users[i] > 1)
