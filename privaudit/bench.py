@@ -21,10 +21,10 @@ import torch
 from .data import load_dataset
 from .demo import demo_dataset
 from .devices import resolve_device
-from .dpsgd import GaussianNoise, PerExampleClipper
-from .recipe import TrainingRecipe
+from .dpsgd import GaussianNoise
+from .recipe import DPSettings, TrainingRecipe, noise_matched_lr
 from .tokenization import encode
-from .training import build_classifier, dp_step, make_optimizer, nondp_step
+from .training import build_classifier, dp_step, dp_update, make_optimizer, nondp_step
 
 ROUNDS = 5
 
@@ -42,7 +42,7 @@ def bench_dp(
     dataset = demo_dataset() if data is None else load_dataset(data)
     rows = []
     for arch in archs:
-        recipe = TrainingRecipe(arch=arch, batch_size=batch_size).resolved()
+        recipe = _dp_recipe(arch, batch_size, len(dataset))
         torch.manual_seed(0)
         classifier = build_classifier(recipe, dataset.texts, dataset.label_names)
         rng = np.random.default_rng(0)
@@ -82,8 +82,18 @@ def bench_dp(
     return rows
 
 
+def _dp_recipe(arch: str, batch_size: int, n_examples: int) -> TrainingRecipe:
+    """The recipe `privaudit train --dp` gives `arch` on these data (half of them members) at noise multiplier 1,
+    but with the benchmark's batch: its vocabulary, optimizer and learning rate."""
+    members = n_examples // 2
+    recipe = TrainingRecipe(arch=arch, batch_size=batch_size, dp=DPSettings(noise_multiplier=1.0)).resolved(members)
+    if recipe.lr is None:  # plain SGD: fit sets it from the noise
+        recipe = replace(recipe, lr=noise_matched_lr(recipe.defaults.lr, batch_size, 1.0, 1.0))
+    return recipe
+
+
 def _plain_mode(model, recipe, batches, batch_size, device):
-    optimizer = make_optimizer(recipe, model.parameters())
+    optimizer = make_optimizer(recipe.without_dp(), model.parameters())  # adam-bc without DP noise: Adam
 
     def run():
         for chunk in batches:
@@ -92,32 +102,36 @@ def _plain_mode(model, recipe, batches, batch_size, device):
     return run, lambda: None
 
 
-def _dp_mode(noise_class: type[GaussianNoise]):
-    """privaudit's DP-SGD steps with `noise_class` drawing the noise (GaussianNoise: fresh entropy each step,
-    as in training)."""
+def _dp_mode(noise_class: type[GaussianNoise], lazy_tables: bool = True):
+    """privaudit's DP-SGD steps, as training takes them, with `noise_class` drawing the noise (GaussianNoise:
+    fresh entropy each step); `lazy_tables=False`: every table's noise drawn densely, as before plain SGD."""
 
     def build(model, recipe, batches, batch_size, device):
-        optimizer = make_optimizer(recipe, model.parameters())
-        clipper = PerExampleClipper(model, max_grad_norm=1.0)
-        noise = noise_class(clipper.parameters, 1.0, device=device)
+        update = dp_update(model, recipe, batch_size, device, None, lazy_tables, noise_class)
+
+        clipper, noise, optimizer, tables = update.clipper, update.noise, update.optimizer, update.tables
 
         def run():
             for chunk in batches:
-                dp_step(clipper, noise, model, optimizer, [chunk], batch_size)
+                dp_step(clipper, noise, model, optimizer, [chunk], batch_size, tables=tables)
 
-        return run, clipper.close
+        return run, update.close
 
     return build
 
 
 def _noise_mode(model, recipe, batches, batch_size, device):
-    """The one fixed cost DP-SGD adds per step whatever the batch: a Gaussian for every parameter, drawn
-    exactly as training draws it (fresh OS entropy, then normal_ into one buffer)."""
-    noise = GaussianNoise([p for p in model.parameters() if p.requires_grad], 1.0, device=device)
+    """What DP-SGD draws per step, alone: a Gaussian for every densely noised parameter (fresh OS entropy, then
+    normal_ into one buffer) and, for each lazily noised table, one row per distinct token of the batch."""
+    update = dp_update(model, recipe, batch_size, device, None)
+    update.close()
+    widths = [table.weight.shape[1] for table in update.tables]
 
     def run():
-        for _ in batches:
-            noise.start_step()
+        for ids, _, _ in batches:
+            update.noise.start_step()
+            for width in widths:
+                update.noise.draw(len(torch.unique(ids)), width)
 
     return run, lambda: None
 
@@ -128,6 +142,9 @@ class _SkippedNoise(GaussianNoise):
     def start_step(self) -> None:
         self.buffer.zero_()
         self._expose_buffer()
+
+    def draw(self, *shape: int) -> torch.Tensor:
+        return torch.zeros(shape, device=self.buffer.device, dtype=self.buffer.dtype)
 
 
 def _opacus_mode(ghost: bool):
@@ -186,10 +203,12 @@ def _opacus_mode(ghost: bool):
 
 
 NOISE_DRAW = "privaudit: its noise draw alone"
+DENSE_NOISE = "privaudit DP-SGD, every table's noise drawn densely"
 SKIPPED_NOISE = "privaudit DP-SGD, noise skipped (not DP)"
 _MODES = {
     "non-DP": _plain_mode,
     "privaudit DP-SGD": _dp_mode(GaussianNoise),
+    DENSE_NOISE: _dp_mode(GaussianNoise, lazy_tables=False),
     "Opacus (hooks)": _opacus_mode(ghost=False),
     "Opacus (ghost clipping)": _opacus_mode(ghost=True),
     NOISE_DRAW: _noise_mode,
@@ -250,7 +269,6 @@ def reset_peak_resident() -> None:
 
 
 def _memory_of_training(arch, logical, physical, steps, noise_multiplier, data) -> tuple[int, int, float]:
-    from .recipe import DPSettings
     from .training import fit
 
     dataset = demo_dataset() if data is None else load_dataset(data)
@@ -327,7 +345,6 @@ def bench_whitebox(
     `privaudit train --dp --target-epsilon E`, on the members of a half split) with the white-box
     gradient-canary audit; its bounds next to the theoretical epsilon, with the wall time."""
     from .data import member_split
-    from .recipe import DPSettings
     from .training import fit
 
     dataset = demo_dataset() if data is None else load_dataset(data)

@@ -47,6 +47,7 @@ class Optimizer(StrEnum):
     ADAM = "adam"
     ADAM_BC = "adam-bc"
     SGD = "sgd"
+    PLAIN_SGD = "plain-sgd"
 
 
 class Backend(StrEnum):
@@ -172,8 +173,9 @@ def train(
     optimizer: Annotated[
         Optional[Optimizer],
         typer.Option(
-            help="adam, adam-bc (Adam corrected for DP-SGD's noise; without DP it is Adam) or sgd. Default: adam; "
-            "adam-bc with DP-SGD on bert-tiny and hf:PATH."
+            help="adam, adam-bc (Adam corrected for DP-SGD's noise; without DP it is Adam), sgd (momentum 0.9) or "
+            "plain-sgd (no momentum; with DP-SGD and no --lr, the steps Adam would take). Default: adam; with "
+            "DP-SGD, plain-sgd on the cnn and adam-bc on bert-tiny and hf:PATH."
         ),
     ] = None,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,

@@ -89,6 +89,14 @@ class PerExampleClipper:
         ]
         self._handles += [layer.module.register_forward_pre_hook(self._make_pre_hook(layer)) for layer in self.layers]
 
+    def embedding_tables(self) -> list[nn.Embedding]:
+        """The embedding layers whose per-example gradients the row-lookup rule gives."""
+        return [
+            layer.module
+            for layer in self.layers
+            if isinstance(layer.module, nn.Embedding) and _EmbeddingRule.applies(layer.module)
+        ]
+
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
@@ -305,6 +313,73 @@ class GaussianNoise:
         for p in self.parameters:
             p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
+
+    def draw(self, *shape: int) -> torch.Tensor:
+        """Further noise of the same std from the step's generator (a lazily drawn table's rows)."""
+        return torch.empty(shape, device=self.buffer.device, dtype=self.buffer.dtype).normal_(
+            0.0, self.std, generator=self.generator
+        )
+
+
+class LazyNoisyTable:
+    """An embedding table's DP-SGD update under plain SGD, its noise drawn only for the rows a batch reads.
+
+    DP-SGD adds N(0, s^2) (s = sigma C) to every coordinate of the summed gradient at every step, and plain
+    SGD (no momentum, no weight decay) turns a step into W -= lr / B (clipped sum + noise): linear in the noise.
+    A row that no example of the step looks up has a zero clipped sum, so its update is noise alone, and k such
+    updates add up to lr / B N(0, k s^2) (the noise is symmetric, so its sign does not matter): one draw, with
+    the variance of every step the row missed. So a row's noise is drawn when the row is next read (a forward
+    pre-hook on the table, before the lookup) and, for every row, at `finish`. Each value training reads, and
+    the final table, have exactly the distribution the dense mechanism gives them; the rows drawn per step are
+    the batch's tokens, not the vocabulary (on the SNIPS CNN, 1.6 M Gaussians a step were 0.46x of an
+    ordinary step). The draws come from `noise`'s generator, re-seeded from OS entropy every step.
+
+    Only exact when nothing else reads or moves the table during training: the clipper checks that only the
+    table's own forward reads it, and training uses it only without gradient canaries (which write into unread
+    rows) and without weight decay (which moves unread rows)."""
+
+    def __init__(self, module: nn.Embedding, noise: GaussianNoise, lr: float, expected_batch_size: float):
+        self.weight = module.weight
+        self.noise = noise
+        self.step_scale = lr / expected_batch_size
+        # The clipper adds the step's clipped sums here; only the rows read are ever non-zero, and reset.
+        self.grad = torch.zeros_like(self.weight)
+        self.weight.grad = self.grad
+        self.steps_done = 0
+        self.noise_steps = torch.zeros(len(self.weight), dtype=torch.long, device=self.weight.device)
+        self.read: list[torch.Tensor] = []
+        self._hook = module.register_forward_pre_hook(self._before_lookup)
+
+    def _before_lookup(self, module, args) -> None:
+        self.read.append(args[0].reshape(-1))
+        self._add_missed_noise(torch.unique(args[0]))
+
+    @torch.no_grad()
+    def _add_missed_noise(self, rows: torch.Tensor) -> None:
+        """Brings `rows` up to date: the noise of every finished step they do not hold yet, in one draw each."""
+        missed = self.steps_done - self.noise_steps[rows]
+        behind = missed > 0
+        rows, missed = rows[behind], missed[behind]
+        if len(rows):
+            scale = missed.to(self.weight.dtype).sqrt_().mul_(self.step_scale).unsqueeze(1)
+            self.weight.index_add_(0, rows, self.noise.draw(len(rows), self.weight.shape[1]).mul_(scale))
+            self.noise_steps[rows] = self.steps_done
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """The SGD update of the step's clipped sums (its noise is owed, and added when each row is next read)."""
+        if self.read:
+            rows = torch.unique(torch.cat(self.read))
+            self.weight.index_add_(0, rows, self.grad[rows], alpha=-self.step_scale)
+            self.grad.index_fill_(0, rows, 0.0)
+        self.read.clear()
+        self.steps_done += 1
+
+    def finish(self) -> None:
+        """Every row's owed noise added (the table is then what dense DP-SGD would have made it); unhooked."""
+        self._hook.remove()
+        self._add_missed_noise(torch.arange(len(self.weight), device=self.weight.device))
+        self.weight.grad = None
 
 
 class PoissonSampler:

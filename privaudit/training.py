@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,14 +28,14 @@ from .accounting import PrivacyGuarantee, account, calibrate_noise, default_delt
 from .classifier import TextClassifier
 from .data import TextDataset, member_split
 from .devices import resolve_device
-from .dpsgd import DiracRows, GaussianNoise, PerExampleClipper, PoissonSampler
+from .dpsgd import DiracRows, GaussianNoise, LazyNoisyTable, PerExampleClipper, PoissonSampler
 
 if TYPE_CHECKING:
     from privaudit.canaries.gradient import WhiteBoxAudit
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model, trainable_parameters
 from .optim import DPAdamBC
-from .recipe import TrainingRecipe
+from .recipe import TrainingRecipe, noise_matched_lr
 from .tokenization import PAD, AnyTokenizer, hashed_tokenizer, pad_batch, token_ids, train_tokenizer
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input ids, attention mask, target label ids
@@ -134,7 +135,8 @@ def make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
             assert dp.noise_multiplier is not None and recipe.batch_size is not None
             variance = (dp.noise_multiplier * dp.max_grad_norm / recipe.batch_size) ** 2
         return DPAdamBC(params, recipe.lr, variance, weight_decay=recipe.weight_decay)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, fused=True)
+    momentum = 0.0 if recipe.optimizer == "plain-sgd" else 0.9
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=momentum, weight_decay=recipe.weight_decay, fused=True)
 
 
 def nondp_step(model, optimizer, chunks: list[Batch]) -> None:
@@ -155,6 +157,7 @@ def dp_step(
     expected_batch_size: float,
     canary_rows: DiracRows | None = None,
     observe=None,
+    tables: Sequence[LazyNoisyTable] = (),
 ) -> None:
     """One DP-SGD step: Gaussian noise + clipped per-example gradient sum, over the expected batch size.
 
@@ -164,6 +167,7 @@ def dp_step(
     An empty Poisson sample still takes a step: a pure-noise update, as the accountant assumes.
     `canary_rows` are further sampled examples given as gradients (the white-box audit's canaries), clipped
     with the last chunk; `observe()` runs once the privatised gradient is in p.grad, before the update.
+    `tables` update themselves after the optimizer (plain SGD, their noise drawn lazily: LazyNoisyTable).
     """
     noise.start_step()
     chunks = [chunk for chunk in chunks if len(chunk[2])]
@@ -173,12 +177,53 @@ def dp_step(
         clipper.clip_and_accumulate(canary_rows if k == len(chunks) - 1 else None)
     if not chunks and canary_rows is not None and len(canary_rows):
         clipper.clip_and_accumulate(canary_rows)
-    for p in clipper.parameters:
+    for p in noise.parameters:
         assert p.grad is not None  # start_step wrote the noise there
         p.grad.div_(expected_batch_size)
     if observe is not None:
         observe()
     optimizer.step()
+    for table in tables:
+        table.step()
+
+
+@dataclass
+class DPUpdate:
+    """What turns a DP-SGD step's examples into the model's update: the clipper, the noise of the densely noised
+    parameters and their optimizer, and the embedding tables whose noise is drawn lazily."""
+
+    clipper: PerExampleClipper
+    noise: GaussianNoise
+    optimizer: torch.optim.Optimizer
+    tables: list[LazyNoisyTable]
+
+    def close(self) -> None:
+        self.clipper.close()
+
+
+def dp_update(
+    model,
+    recipe: TrainingRecipe,
+    expected_batch_size: float,
+    device,
+    seed: int | None,
+    lazy_tables: bool = True,
+    noise_class: type[GaussianNoise] | None = None,
+) -> DPUpdate:
+    """DP-SGD's update for `model` under `recipe` (resolved, its noise calibrated). With plain SGD and no weight
+    decay (and `lazy_tables`), every embedding table the clipper handles gets its noise lazily: exact (see
+    LazyNoisyTable), and the per-step draw shrinks from the table to the rows a batch reads. `noise_class`
+    replaces GaussianNoise (the benchmark's noise-free timing)."""
+    dp = recipe.dp
+    assert dp is not None and dp.noise_multiplier is not None and recipe.lr is not None
+    clipper = PerExampleClipper(model, dp.max_grad_norm)
+    lazy = lazy_tables and recipe.optimizer == "plain-sgd" and recipe.weight_decay == 0
+    modules = clipper.embedding_tables() if lazy else []
+    in_tables = {id(m.weight) for m in modules}
+    dense = [p for p in clipper.parameters if id(p) not in in_tables]
+    noise = (noise_class or GaussianNoise)(dense, dp.noise_multiplier * dp.max_grad_norm, device, seed)
+    tables = [LazyNoisyTable(m, noise, recipe.lr, expected_batch_size) for m in modules]
+    return DPUpdate(clipper, noise, make_optimizer(recipe, dense), tables)
 
 
 def fit(
@@ -220,7 +265,6 @@ def fit(
     if recipe.dp is not None:
         recipe, privacy = _with_calibrated_noise(recipe, n, total_steps)
     task = progress.add_task(description, total=total_steps) if progress is not None else None
-    optimizer = make_optimizer(recipe, trainable)
     model.train()
 
     def batch(indices) -> list[Batch]:
@@ -235,6 +279,7 @@ def fit(
 
     whitebox = None
     if recipe.dp is None:
+        optimizer = make_optimizer(recipe, trainable)
         rng = np.random.default_rng(recipe.seed)
         for _ in range(epochs):
             order = rng.permutation(n)
@@ -248,9 +293,10 @@ def fit(
         dp = recipe.dp
         assert dp is not None and dp.noise_multiplier is not None  # calibrated by _with_calibrated_noise
         seed = dp.insecure_seed  # None: operating-system entropy, the only choice that keeps the guarantee
-        clipper = PerExampleClipper(model, dp.max_grad_norm)
-        noise = GaussianNoise(clipper.parameters, dp.noise_multiplier * dp.max_grad_norm, device, seed)
         sample_rate = batch_size / n
+        # Gradient canaries are written into embedding rows no example reads: the tables' noise is drawn densely.
+        update = dp_update(model, recipe, sample_rate * n, device, seed, lazy_tables=not gradient_canaries)
+        clipper = update.clipper
         canaries = None
         if gradient_canaries:
             used = {i for seq in sequences for i in seq}
@@ -277,18 +323,21 @@ def fit(
                 rows = canaries.rows(indices[indices >= n] - n) if canaries else None
                 dp_step(
                     clipper,
-                    noise,
+                    update.noise,
                     model,
-                    optimizer,
+                    update.optimizer,
                     batch(indices[indices < n]),
                     sample_rate * n,
                     rows,
                     canaries.observe if canaries else None,
+                    update.tables,
                 )
                 if progress is not None and task is not None:
                     progress.advance(task)
+            for table in update.tables:
+                table.finish()
         finally:
-            clipper.close()
+            update.close()
         if canaries is not None:
             whitebox = canaries.finish(dp.delta)
     for p in model.parameters():  # as a loaded bundle is: attacks may ask for any gradient
@@ -307,7 +356,10 @@ def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[
         assert dp.target_epsilon is not None  # TrainingRecipe.validate: one of the two is given
         sigma = calibrate_noise(dp.target_epsilon, sample_rate, steps, delta, dp.accountant)
     dp = replace(dp, noise_multiplier=sigma, delta=delta)
-    return replace(recipe, dp=dp), account(dp, sample_rate, steps)
+    lr = recipe.lr
+    if lr is None:  # plain SGD with no lr given (TrainingRecipe.resolved): Adam's steps, from the noise
+        lr = noise_matched_lr(recipe.defaults.lr, sample_rate * n, sigma, dp.max_grad_norm)
+    return replace(recipe, dp=dp, lr=lr), account(dp, sample_rate, steps)
 
 
 @dataclass

@@ -76,7 +76,11 @@ def test_dp_defaults_follow_the_architecture_and_non_dp_ones_are_unchanged():
         plain = TrainingRecipe(arch=arch).resolved(snips_size)
         assert (plain.epochs, plain.batch_size, plain.lr, plain.optimizer) == (20, 64, 1e-3, "adam")
     cnn = TrainingRecipe(dp=DPSettings(target_epsilon=8)).resolved(snips_size)
-    assert (cnn.batch_size, cnn.lr, cnn.optimizer) == (64, 1e-3, "adam")
+    # Plain SGD, its learning rate set with the calibrated noise: the steps Adam at 1e-3 would take.
+    assert (cnn.batch_size, cnn.lr, cnn.optimizer) == (64, None, "plain-sgd")
+    fitted = training.fit(TINY, TINY.label_names, TrainingRecipe(epochs=1, dp=DPSettings(noise_multiplier=2.0)))
+    assert fitted.recipe.lr == pytest.approx(1e-3 * fitted.recipe.batch_size / 2.0)
+    assert TrainingRecipe(lr=0.5, dp=DPSettings(noise_multiplier=2.0)).resolved(snips_size).lr == 0.5
     bert = TrainingRecipe(arch="bert-tiny", dp=DPSettings(target_epsilon=8)).resolved(snips_size)
     assert bert.batch_size == 1024 and bert.physical_batch_size == 64 and bert.optimizer == "adam-bc"
     # A small data set's default logical batch is a quarter of it (never under the physical batch).
