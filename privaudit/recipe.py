@@ -63,6 +63,16 @@ def noise_matched_lr(adam_lr: float, batch_size: float, noise_multiplier: float,
     return adam_lr * batch_size / (noise_multiplier * max_grad_norm)
 
 
+def poisson_pass(expected_batch_size: int) -> int:
+    """DP-SGD's default physical batch for an expected batch of at most DEFAULT_PHYSICAL_BATCH: room for the
+    Poisson sample's size (expected + 4 standard deviations) in one pass. A pass of exactly the expected
+    size split every other step in two, the second pass a few examples and nearly the first's fixed cost
+    (SNIPS CNN: 3,170 passes for 2,160 steps)."""
+    if expected_batch_size > DEFAULT_PHYSICAL_BATCH:
+        return DEFAULT_PHYSICAL_BATCH  # large logical batches are accumulated anyway: memory decides
+    return math.ceil(expected_batch_size + 4 * math.sqrt(expected_batch_size))
+
+
 # A default DP logical batch is at most this fraction of the training set (small data sets still take
 # several steps an epoch) and never below the physical batch.
 DP_MAX_BATCH_FRACTION = 0.25
@@ -120,7 +130,7 @@ class TrainingRecipe:
     seed: int = 0
     heldout_fraction: float = 0.5
     dp: DPSettings | None = field(default=None)
-    physical_batch_size: int | None = None  # None: DEFAULT_PHYSICAL_BATCH
+    physical_batch_size: int | None = None  # None: DEFAULT_PHYSICAL_BATCH (DP-SGD: see poisson_pass)
     # Which parameters train: "all", "head" (the classification layer only) or "top:K" (a transformer's
     # last K layers and everything above them). Frozen parameters get no gradient and no DP noise.
     trainable: str = "all"
@@ -154,6 +164,8 @@ class TrainingRecipe:
             batch_size = defaults.batch_size
             if self.dp is not None and n_examples is not None:
                 batch_size = max(min(batch_size, int(n_examples * DP_MAX_BATCH_FRACTION)), min(physical, batch_size))
+        if self.physical_batch_size is None and self.dp is not None and batch_size is not None:
+            physical = max(physical, poisson_pass(batch_size))
         optimizer = self.optimizer or defaults.optimizer
         lr = self.lr
         if lr is None and not (self.dp is not None and optimizer == "plain-sgd"):

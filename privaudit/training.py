@@ -139,6 +139,29 @@ def make_optimizer(recipe: TrainingRecipe, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=recipe.lr, momentum=momentum, weight_decay=recipe.weight_decay, fused=True)
 
 
+# Poisson samples have any size; passes of a multiple of 16 examples ran 11% faster on the SNIPS CNN than the
+# raw sizes, padding rows included (oneDNN's kernels; 15.4 against 13.7 ms a DP step, alternating blocks).
+ROW_MULTIPLE = 16
+IGNORED = -100  # cross_entropy's ignore_index: such a row's loss and every gradient of it are exactly 0
+
+
+def with_ignored_rows(chunk: Batch, physical: int) -> Batch:
+    """The chunk with copies of its first row appended, up to a multiple of ROW_MULTIPLE rows (not past the
+    physical batch), each with the target IGNORED. A copied row's loss is 0, so its output gradient, its
+    per-example gradient and its norm are exactly 0: the clipped sum is the chunk's own."""
+    ids, mask, targets = chunk
+    rows = len(targets)
+    padded = min(-(-rows // ROW_MULTIPLE) * ROW_MULTIPLE, max(rows, physical))
+    if padded == rows:
+        return chunk
+    extra = padded - rows
+    return (
+        torch.cat([ids, ids[:1].expand(extra, -1)]),
+        torch.cat([mask, mask[:1].expand(extra, -1)]),
+        torch.cat([targets, targets.new_full((extra,), IGNORED)]),
+    )
+
+
 def nondp_step(model, optimizer, chunks: list[Batch]) -> None:
     """One ordinary step on a batch given as chunks (gradient accumulation): the mean loss over the batch."""
     optimizer.zero_grad(set_to_none=True)
@@ -268,13 +291,15 @@ def fit(
     model.train()
 
     def batch(indices) -> list[Batch]:
-        """The examples at `indices` as chunks of at most the physical batch, padded chunk by chunk."""
+        """The examples at `indices` as chunks of at most the physical batch, padded chunk by chunk (under
+        DP-SGD also to a multiple of ROW_MULTIPLE rows: see with_ignored_rows)."""
         chunks = []
         for start in range(0, len(indices), physical):
             part = indices[start : start + physical]
             ids, mask = pad_batch([sequences[i] for i in part], classifier.config.pad_id)
             targets = targets_all[torch.as_tensor(part, device=device, dtype=torch.long)]
-            chunks.append((ids.to(device), mask.to(device), targets))
+            chunk = (ids.to(device), mask.to(device), targets)
+            chunks.append(with_ignored_rows(chunk, physical) if recipe.dp is not None and len(part) else chunk)
         return chunks
 
     whitebox = None

@@ -52,12 +52,28 @@ def test_a_logical_batch_accumulated_over_passes_is_one_dp_step():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["cnn", "bert-tiny"])
+def test_ignored_padding_rows_leave_the_dp_step_unchanged(arch):
+    recipe = TrainingRecipe(arch=arch, dropout=0.0).resolved(len(TINY))
+    torch.manual_seed(0)
+    classifier = training.build_classifier(recipe, TINY.texts, TINY.label_names)
+    model = classifier.model.eval()
+    ids, mask = encode(classifier.tokenizer, TINY.texts[:21], 32, classifier.config.pad_id)
+    chunk = (ids, mask, classifier.label_ids(TINY.labels[:21]))
+    padded = training.with_ignored_rows(chunk, 64)
+    assert len(padded[2]) == 32 and (padded[2] == training.IGNORED).sum() == 11
+    for a, b in zip(privatised_gradient(model, [chunk], 21), privatised_gradient(model, [padded], 21)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert len(training.with_ignored_rows(chunk, 24)[2]) == 24  # never past the physical batch
+
+
 def test_training_passes_never_exceed_the_physical_batch(monkeypatch):
     sizes = []
     real_step = training.dp_step
 
     def recording_step(clipper, noise, model, optimizer, chunks, *args, **kwargs):
-        sizes.append([len(targets) for _, _, targets in chunks])
+        sizes.append([int((targets != training.IGNORED).sum()) for _, _, targets in chunks])
+        assert all(len(targets) <= 8 for _, _, targets in chunks)
         return real_step(clipper, noise, model, optimizer, chunks, *args, **kwargs)
 
     monkeypatch.setattr(training, "dp_step", recording_step)
