@@ -367,13 +367,16 @@ class LazyNoisyTable:
 
     @torch.no_grad()
     def step(self) -> None:
-        """The SGD update of the step's clipped sums (its noise is owed, and added when each row is next read)."""
+        """The SGD update of the step's clipped sums, with this step's noise for the rows it moved; the other
+        rows' noise is owed until they are read. So between steps every row is what dense DP-SGD made it at
+        the row's last read: a function of the dense mechanism's transcript, never a clipped sum unnoised."""
+        self.steps_done += 1
         if self.read:
             rows = torch.unique(torch.cat(self.read))
             self.weight.index_add_(0, rows, self.grad[rows], alpha=-self.step_scale)
             self.grad.index_fill_(0, rows, 0.0)
+            self._add_missed_noise(rows)
         self.read.clear()
-        self.steps_done += 1
 
     def finish(self) -> None:
         """Every row's owed noise added (the table is then what dense DP-SGD would have made it); unhooked."""
