@@ -351,8 +351,9 @@ class LazyNoisyTable:
         self._hook = module.register_forward_pre_hook(self._before_lookup)
 
     def _before_lookup(self, module, args) -> None:
-        self.read.append(args[0].reshape(-1))
-        self._add_missed_noise(torch.unique(args[0]))
+        rows = torch.unique(args[0])
+        self.read.append(rows)
+        self._add_missed_noise(rows)
 
     @torch.no_grad()
     def _add_missed_noise(self, rows: torch.Tensor) -> None:
@@ -372,7 +373,7 @@ class LazyNoisyTable:
         the row's last read: a function of the dense mechanism's transcript, never a clipped sum unnoised."""
         self.steps_done += 1
         if self.read:
-            rows = torch.unique(torch.cat(self.read))
+            rows = self.read[0] if len(self.read) == 1 else torch.unique(torch.cat(self.read))
             self.weight.index_add_(0, rows, self.grad[rows], alpha=-self.step_scale)
             self.grad.index_fill_(0, rows, 0.0)
             self._add_missed_noise(rows)

@@ -3,17 +3,18 @@ Slow lane: each spends most of its time on imports, fresh processes and warm-up.
 
 import pytest
 
-from privaudit.bench import bench_dp, bench_lira, bench_memory
+from privaudit.bench import DENSE_NOISE, NOISE_DRAW, SKIPPED_NOISE, bench_dp, bench_lira, bench_memory
 
 pytestmark = pytest.mark.slow
 
 
 def test_bench_dp_times_every_mode_side_by_side():
     rows = {r["mode"]: r for r in bench_dp(["cnn"], batch_size=16, steps=1)}
-    noise, rest = "privaudit: its noise draw alone", "privaudit DP-SGD, noise skipped (not DP)"
-    assert list(rows) == ["non-DP", "privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise, rest]
+    noise, rest, dense = NOISE_DRAW, SKIPPED_NOISE, DENSE_NOISE
+    opacus = ["Opacus (hooks)", "Opacus (ghost clipping)"]
+    assert list(rows) == ["non-DP", "privaudit DP-SGD", dense, *opacus, noise, rest]
     assert rows["non-DP"]["ratio"] == 1.0
-    for mode in ("privaudit DP-SGD", "Opacus (hooks)", "Opacus (ghost clipping)", noise, rest):
+    for mode in ("privaudit DP-SGD", dense, *opacus, noise, rest):
         assert rows[mode]["error"] is None and rows[mode]["ms"] > 0, rows[mode]
 
 
