@@ -348,10 +348,10 @@ class LazyNoisyTable:
         self.steps_done = 0
         self.noise_steps = torch.zeros(len(self.weight), dtype=torch.long, device=self.weight.device)
         self.read: list[torch.Tensor] = []
-        self._hook = module.register_forward_pre_hook(self._before_lookup)
+        self._hook = module.register_forward_pre_hook(self._before_lookup, with_kwargs=True)
 
-    def _before_lookup(self, module, args) -> None:
-        rows = torch.unique(args[0])
+    def _before_lookup(self, module, args, kwargs) -> None:
+        rows = torch.unique(args[0] if args else kwargs["input"])
         self.read.append(rows)
         self._add_missed_noise(rows)
 
