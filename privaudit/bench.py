@@ -22,7 +22,7 @@ from .data import load_dataset
 from .demo import demo_dataset
 from .devices import resolve_device
 from .dpsgd import GaussianNoise
-from .recipe import DPSettings, TrainingRecipe, noise_matched_lr
+from .recipe import DPSettings, TrainingRecipe
 from .tokenization import encode
 from .training import build_classifier, dp_step, dp_update, make_optimizer, nondp_step
 
@@ -87,9 +87,7 @@ def _dp_recipe(arch: str, batch_size: int, n_examples: int) -> TrainingRecipe:
     but with the benchmark's batch: its vocabulary, optimizer and learning rate."""
     members = n_examples // 2
     recipe = TrainingRecipe(arch=arch, batch_size=batch_size, dp=DPSettings(noise_multiplier=1.0)).resolved(members)
-    if recipe.lr is None:  # plain SGD: fit sets it from the noise
-        recipe = replace(recipe, lr=noise_matched_lr(recipe.defaults.lr, batch_size, 1.0, 1.0))
-    return recipe
+    return recipe.with_noise_lr(batch_size, 1.0)
 
 
 def _plain_mode(model, recipe, batches, batch_size, device):

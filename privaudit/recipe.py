@@ -186,6 +186,16 @@ class TrainingRecipe:
         (the baseline `privaudit train --compare-nondp` trains)."""
         return replace(self, dp=None)
 
+    def with_noise_lr(self, expected_batch_size: float, noise_multiplier: float) -> TrainingRecipe:
+        """The resolved recipe with its lr set, where resolved() left it unset (plain SGD under DP-SGD), to
+        noise_matched_lr for this noise."""
+        if self.lr is not None:
+            return self
+        assert self.dp is not None, "only plain SGD under DP-SGD leaves lr unset"
+        return replace(
+            self, lr=noise_matched_lr(self.defaults.lr, expected_batch_size, noise_multiplier, self.dp.max_grad_norm)
+        )
+
     @property
     def top_layers(self) -> int | None:
         """K of trainable = "top:K", else None."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model, trainable_parameters
 from .optim import DPAdamBC
-from .recipe import TrainingRecipe, noise_matched_lr
+from .recipe import TrainingRecipe
 from .tokenization import PAD, AnyTokenizer, hashed_tokenizer, pad_batch, token_ids, train_tokenizer
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input ids, attention mask, target label ids
@@ -381,10 +381,7 @@ def _with_calibrated_noise(recipe: TrainingRecipe, n: int, steps: int) -> tuple[
         assert dp.target_epsilon is not None  # TrainingRecipe.validate: one of the two is given
         sigma = calibrate_noise(dp.target_epsilon, sample_rate, steps, delta, dp.accountant)
     dp = replace(dp, noise_multiplier=sigma, delta=delta)
-    lr = recipe.lr
-    if lr is None:  # plain SGD with no lr given (TrainingRecipe.resolved): Adam's steps, from the noise
-        lr = noise_matched_lr(recipe.defaults.lr, sample_rate * n, sigma, dp.max_grad_norm)
-    return replace(recipe, dp=dp, lr=lr), account(dp, sample_rate, steps)
+    return replace(recipe, dp=dp).with_noise_lr(sample_rate * n, sigma), account(dp, sample_rate, steps)
 
 
 @dataclass
