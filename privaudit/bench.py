@@ -22,6 +22,7 @@ from .data import load_dataset
 from .demo import demo_dataset
 from .devices import resolve_device
 from .dpsgd import GaussianNoise
+from .models import CNNClassifier
 from .recipe import DPSettings, TrainingRecipe
 from .tokenization import encode
 from .training import build_classifier, dp_step, dp_update, make_optimizer, nondp_step
@@ -157,6 +158,8 @@ def _opacus_mode(ghost: bool):
         import torch.nn.functional as F
         from torch import nn
 
+        if isinstance(model, CNNClassifier):
+            model.packed = False  # Opacus's per-sample rules need a plain Conv1d call: the padded convolution
         noise = {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "expected_batch_size": batch_size}
         if ghost:
             from opacus.grad_sample import GradSampleModuleFastGradientClipping

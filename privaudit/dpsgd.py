@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from .errors import PrivauditError
+from .models import PackedConv1d
 
 
 @dataclass
@@ -511,6 +512,37 @@ class _Conv1dRule:
             out["bias"].add_(gs.sum((0, 2)))
 
 
+class _PackedConv1dRule(_Conv1dRule):
+    """privaudit's PackedConv1d: the same per-example norms, from its padded input and output gradient;
+    the clipped sum convolves the packed texts only, like its forward."""
+
+    @staticmethod
+    def prepare(module, call):
+        x, packing = (call.args + (None,))[:2]
+        return x, call.grad_output, packing
+
+    @staticmethod
+    def norm_sq(module, state):
+        x, g, _ = state
+        return _Conv1dRule.norm_sq(module, (x, g))
+
+    @staticmethod
+    def add_clipped_sum(module, state, scale, out):
+        x, g, packing = state
+        if packing is None:
+            return _Conv1dRule.add_clipped_sum(module, (x, g), scale, out)
+        (k,) = module.kernel_size
+        gs = g * scale[:, None, None]
+        channels, index = gs.shape[1], packing.windows(k, x.shape[2])
+        # Back to the packed output (its zero column last, dropped): invalid windows carry no gradient.
+        packed = gs.new_zeros(channels, packing.size - k + 2)
+        packed.index_add_(1, index.reshape(-1), gs.transpose(0, 1).reshape(channels, -1))
+        packed = packed[None, :, :-1]
+        out["weight"].add_(torch.nn.grad.conv1d_weight(packing.pack(x), module.weight.shape, packed))
+        if module.bias is not None:
+            out["bias"].add_(gs.sum((0, 2)))
+
+
 def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form."""
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
@@ -584,4 +616,10 @@ def _add_weighted_samples(samples: dict[str, torch.Tensor], scale: torch.Tensor,
         out[n].add_(torch.einsum("b,b...->...", scale, s))
 
 
-_RULES = {nn.Linear: _LinearRule, nn.Conv1d: _Conv1dRule, nn.Embedding: _EmbeddingRule, nn.LayerNorm: _LayerNormRule}
+_RULES = {
+    nn.Linear: _LinearRule,
+    nn.Conv1d: _Conv1dRule,
+    PackedConv1d: _PackedConv1dRule,
+    nn.Embedding: _EmbeddingRule,
+    nn.LayerNorm: _LayerNormRule,
+}
