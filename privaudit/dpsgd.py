@@ -533,7 +533,7 @@ class _PackedConv1dRule(_Conv1dRule):
             return _Conv1dRule.add_clipped_sum(module, (x, g), scale, out)
         (k,) = module.kernel_size
         gs = g * scale[:, None, None]
-        channels, index = gs.shape[1], packing.windows(k, x.shape[2])
+        channels, index = gs.shape[1], packing.windows(k)
         # Back to the packed output (its zero column last, dropped): invalid windows carry no gradient.
         packed = gs.new_zeros(channels, packing.size - k + 2)
         packed.index_add_(1, index.reshape(-1), gs.transpose(0, 1).reshape(channels, -1))

@@ -58,22 +58,27 @@ class Packing:
 
     def __init__(self, lengths: torch.Tensor, padded_len: int, min_len: int):
         n = lengths.clamp(min=min_len)
-        self.lengths = lengths
+        self.lengths, self.padded_len = lengths, padded_len
         self.offsets = torch.cumsum(n, 0) - n
         self.size = int(n.sum())
         text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)
         self.positions = text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[text]
         self._windows: dict[int, torch.Tensor] = {}
+        self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) padded -> (1, C, P): the texts' positions end to end."""
-        return x.transpose(1, 2).reshape(-1, x.shape[1]).index_select(0, self.positions).t().unsqueeze(0)
+        """(B, C, T) padded -> (1, C, P): the texts' positions end to end. Gathered once for the batch's
+        input, which every convolution (and DP-SGD's clipped sums) reads."""
+        if self._packed is None or self._packed[0] is not x:
+            packed = x.transpose(1, 2).reshape(-1, x.shape[1]).index_select(0, self.positions).t().unsqueeze(0)
+            self._packed = (x, packed)
+        return self._packed[1]
 
-    def windows(self, k: int, padded_len: int) -> torch.Tensor:
+    def windows(self, k: int) -> torch.Tensor:
         """(B, T - k + 1): where each text's windows start in the packed output; invalid ones point
         one past its end (a zero row)."""
         if k not in self._windows:
-            start = torch.arange(padded_len - k + 1, device=self.offsets.device)[None, :]
+            start = torch.arange(self.padded_len - k + 1, device=self.offsets.device)[None, :]
             valid = start <= (self.lengths.clamp(min=k) - k)[:, None]
             self._windows[k] = torch.where(valid, self.offsets[:, None] + start, self.size - k + 1)
         return self._windows[k]
@@ -92,7 +97,7 @@ class PackedConv1d(nn.Conv1d):
             return super().forward(x)
         (k,) = self.kernel_size
         out = F.pad(super().forward(packing.pack(x))[0], (0, 1)).t()  # (P - k + 2, C_out): the zero row last
-        index = packing.windows(k, x.shape[2])
+        index = packing.windows(k)
         # Gathered as (B, T - k + 1, C_out) rows and seen as (B, C_out, T - k + 1): the max over windows
         # then runs along whole rows of channels (faster forward and backward than a gather per channel).
         return out.index_select(0, index.reshape(-1)).view(*index.shape, -1).transpose(1, 2)
