@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from .errors import PrivauditError
-from .models import PackedConv1d
+from .models import PackedConv1d, shifted_matmul_weight_grad
 
 
 @dataclass
@@ -46,6 +46,7 @@ class _Call:
     args: tuple
     kwargs: dict
     grad_output: torch.Tensor | None = None
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # further gradients a rule watches
 
 
 @dataclass
@@ -155,6 +156,9 @@ class PerExampleClipper:
             call = _Call(args, kwargs)
             layer.calls.append(call)
             output.register_hook(lambda g: setattr(call, "grad_output", g))
+            rule = _RULES.get(type(module))
+            if rule is not None and hasattr(rule, "watch"):
+                rule.watch(module, call)
             return output
 
         return hook
@@ -514,33 +518,44 @@ class _Conv1dRule:
 
 class _PackedConv1dRule(_Conv1dRule):
     """privaudit's PackedConv1d: the same per-example norms, from its padded input and output gradient;
-    the clipped sum convolves the packed texts only, like its forward."""
+    the clipped sum is one weight gradient over the packed texts, like its forward. Its output gradient
+    in the packed layout is the one autograd computed on the way to the padded one (watched, not redone),
+    where each row belongs to one text: scaling rows by their text's factor scales every example."""
+
+    @staticmethod
+    def watch(module, call):
+        x, packing = (call.args + (None,))[:2]
+        convolved = packing.convolved.get(module) if packing is not None else None
+        if convolved is not None and convolved.requires_grad:
+            convolved.register_hook(lambda g: call.grads.__setitem__("packed", g))
 
     @staticmethod
     def prepare(module, call):
         x, packing = (call.args + (None,))[:2]
-        return x, call.grad_output, packing
+        return x, call.grad_output, packing, call.grads.get("packed")
 
     @staticmethod
     def norm_sq(module, state):
-        x, g, _ = state
+        x, g, _, _ = state
         return _Conv1dRule.norm_sq(module, (x, g))
 
     @staticmethod
     def add_clipped_sum(module, state, scale, out):
-        x, g, packing = state
+        x, g, packing, packed_grad = state
         if packing is None:
             return _Conv1dRule.add_clipped_sum(module, (x, g), scale, out)
         (k,) = module.kernel_size
-        gs = g * scale[:, None, None]
-        channels, index = gs.shape[1], packing.windows(k)
-        # Back to the packed output (its zero column last, dropped): invalid windows carry no gradient.
-        packed = gs.new_zeros(channels, packing.size - k + 2)
-        packed.index_add_(1, index.reshape(-1), gs.transpose(0, 1).reshape(channels, -1))
-        packed = packed[None, :, :-1]
-        out["weight"].add_(torch.nn.grad.conv1d_weight(packing.pack(x), module.weight.shape, packed))
+        width = packing.size - k + 1
+        if packed_grad is None:  # its input needs no gradient (a frozen embedding): scattered back here
+            packed_grad = g.new_zeros(width + 1, g.shape[1])
+            packed_grad.index_add_(0, packing.windows(k).reshape(-1), g.transpose(1, 2).reshape(-1, g.shape[1]))
+        # Each row is one window of one text (rows of invalid windows got no gradient); the zero row, last,
+        # is a constant.
+        gs = packed_grad[:width] * scale[packing.text[:width], None]
+        taps = shifted_matmul_weight_grad(packing.pack(x), gs, k)  # (k, C_in, C_out)
+        out["weight"].add_(taps.permute(2, 1, 0))
         if module.bias is not None:
-            out["bias"].add_(gs.sum((0, 2)))
+            out["bias"].add_(gs.sum(0))
 
 
 def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -61,16 +61,19 @@ class Packing:
         self.lengths, self.padded_len = lengths, padded_len
         self.offsets = torch.cumsum(n, 0) - n
         self.size = int(n.sum())
-        text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)
-        self.positions = text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[text]
+        self.text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)  # each position's text
+        self.positions = self.text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[self.text]
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Each PackedConv1d's output over the packed rows, (P - k + 2, C_out): DP-SGD's clipper takes its
+        # gradient, already in the packed layout, for the clipped sum.
+        self.convolved: dict[nn.Module, torch.Tensor] = {}
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) padded -> (1, C, P): the texts' positions end to end. Gathered once for the batch's
-        input, which every convolution (and DP-SGD's clipped sums) reads."""
+        """(B, C, T) padded -> (P, C): the texts' positions end to end, one row each. Gathered once for
+        the batch's input, which every convolution (and DP-SGD's clipped sums) reads."""
         if self._packed is None or self._packed[0] is not x:
-            packed = x.transpose(1, 2).reshape(-1, x.shape[1]).index_select(0, self.positions).t().unsqueeze(0)
+            packed = x.transpose(1, 2).reshape(-1, x.shape[1]).index_select(0, self.positions)
             self._packed = (x, packed)
         return self._packed[1]
 
@@ -90,17 +93,79 @@ class PackedConv1d(nn.Conv1d):
     The texts are packed end to end first, so the work is that of their lengths, not of the batch's
     longest text (on SNIPS, half the positions of a padded batch are padding). Valid windows get the
     ordinary convolution; the rest read zero. Same parameters as nn.Conv1d (bundles load either way);
-    DP-SGD's clipper has a rule for it (privaudit.dpsgd)."""
+    DP-SGD's clipper has a rule for it (privaudit.dpsgd). Stride 1, no padding, no dilation, one group."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, bias=bias)
 
     def forward(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
         if packing is None:  # the padded convolution, for tools that hook a plain Conv1d call (Opacus)
             return super().forward(x)
-        (k,) = self.kernel_size
-        out = F.pad(super().forward(packing.pack(x))[0], (0, 1)).t()  # (P - k + 2, C_out): the zero row last
-        index = packing.windows(k)
+        out = shifted_matmul_conv(packing.pack(x), self.weight, self.bias)  # (P - k + 2, C_out)
+        packing.convolved[self] = out
+        index = packing.windows(self.kernel_size[0])
         # Gathered as (B, T - k + 1, C_out) rows and seen as (B, C_out, T - k + 1): the max over windows
         # then runs along whole rows of channels (faster forward and backward than a gather per channel).
         return out.index_select(0, index.reshape(-1)).view(*index.shape, -1).transpose(1, 2)
+
+
+class _ShiftedMatmulConv(torch.autograd.Function):
+    """conv1d of one sequence of rows, as k shifted matrix products: out[t] = sum_j rows[t + j] W_j^T + b.
+
+    The same arithmetic as F.conv1d, but each product is one GEMM on contiguous row blocks. oneDNN's
+    convolution builds a kernel for every new shape, and packed batches have a new length every step:
+    on the SNIPS CNN's packed batches (2-core CPU) the forward took 0.94 ms against 1.69 ms (convolution,
+    transpose, pad) and the input gradient 0.79 against 1.51 ms (README, "Packed convolutions").
+    The output has one extra row, zero, that invalid windows read."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias):
+        k, width = weight.shape[2], rows.shape[0] - weight.shape[2] + 1
+        taps = weight.detach().permute(2, 1, 0).contiguous()  # (k, C_in, C_out)
+        out = rows.new_empty(width + 1, weight.shape[0])
+        out[width].zero_()
+        body = out[:width]
+        if bias is None:
+            torch.mm(rows[:width], taps[0], out=body)
+        else:
+            torch.addmm(bias.detach(), rows[:width], taps[0], out=body)
+        for j in range(1, k):
+            body.addmm_(rows[j : j + width], taps[j])
+        ctx.save_for_backward(rows, taps)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        rows, taps = ctx.saved_tensors
+        k, width = taps.shape[0], grad_out.shape[0] - 1
+        g = grad_out[:width]  # the zero row is a constant
+        grad_rows = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = torch.zeros_like(rows)
+            for j in range(k):
+                grad_rows[j : j + width].addmm_(g, taps[j].t())
+        if ctx.needs_input_grad[1]:
+            grad_weight = shifted_matmul_weight_grad(rows, g, k).permute(2, 1, 0).contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = g.sum(0)
+        return grad_rows, grad_weight, grad_bias
+
+
+def shifted_matmul_conv(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """(P, C_in) rows, (C_out, C_in, k) weight -> (P - k + 2, C_out): the stride-1 convolution of the
+    rows, then one zero row."""
+    return _ShiftedMatmulConv.apply(rows, weight, bias)
+
+
+def shifted_matmul_weight_grad(rows: torch.Tensor, grad: torch.Tensor, k: int) -> torch.Tensor:
+    """The weight gradient of shifted_matmul_conv for an output gradient (P - k + 1, C_out), as
+    (k, C_in, C_out): tap j is rows[j : j + P - k + 1]^T grad."""
+    width = grad.shape[0]
+    out = rows.new_empty(k, rows.shape[1], grad.shape[1])
+    for j in range(k):
+        torch.mm(rows[j : j + width].t(), grad, out=out[j])
+    return out
 
 
 class CNNClassifier(nn.Module):
