@@ -379,9 +379,12 @@ class LazyNoisyTable:
         self.steps_done += 1
         if self.read:
             rows = self.read[0] if len(self.read) == 1 else torch.unique(torch.cat(self.read))
-            self.weight.index_add_(0, rows, self.grad[rows], alpha=-self.step_scale)
+            # A row read this step was brought up to date before the read, so it owes this step's noise
+            # only: W -= lr / B (clipped sum + N(0, s^2)), in one draw and one update.
+            update = self.grad[rows].add_(self.noise.draw(len(rows), self.weight.shape[1]))
+            self.weight.index_add_(0, rows, update, alpha=-self.step_scale)
             self.grad.index_fill_(0, rows, 0.0)
-            self._add_missed_noise(rows)
+            self.noise_steps[rows] = self.steps_done
         self.read.clear()
 
     def finish(self) -> None:
@@ -497,15 +500,7 @@ class _Conv1dRule:
     @staticmethod
     def norm_sq(module, state):
         x, g = state  # x: (B, C_in, T), g: (B, C_out, T')
-        (k,), (stride,) = module.kernel_size, module.stride
-        t_out = g.shape[2]
-        span = stride * (t_out - 1) + 1
-        positions = torch.bmm(x.transpose(1, 2), x)
-        windows = sum(positions[:, j : j + span : stride, j : j + span : stride] for j in range(k))
-        sq = (windows * torch.bmm(g.transpose(1, 2), g)).sum((1, 2))
-        if module.bias is not None:
-            sq = sq + g.sum(2).pow(2).sum(1)
-        return sq
+        return _conv_norm_sq(module, torch.bmm(x.transpose(1, 2), x), g)
 
     @staticmethod
     def add_clipped_sum(module, state, scale, out):
@@ -514,6 +509,18 @@ class _Conv1dRule:
         out["weight"].add_(torch.nn.grad.conv1d_weight(x, module.weight.shape, gs, stride=module.stride))
         if module.bias is not None:
             out["bias"].add_(gs.sum((0, 2)))
+
+
+def _conv_norm_sq(module, positions: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-example squared gradient norms of a Conv1d from its input positions' Gram matrix (B, T, T)
+    and its output gradient (B, C_out, T')."""
+    (k,), (stride,) = module.kernel_size, module.stride
+    span = stride * (g.shape[2] - 1) + 1
+    windows = sum(positions[:, j : j + span : stride, j : j + span : stride] for j in range(k))
+    sq = (windows * torch.bmm(g.transpose(1, 2), g)).sum((1, 2))
+    if module.bias is not None:
+        sq = sq + g.sum(2).pow(2).sum(1)
+    return sq
 
 
 class _PackedConv1dRule(_Conv1dRule):
@@ -536,8 +543,10 @@ class _PackedConv1dRule(_Conv1dRule):
 
     @staticmethod
     def norm_sq(module, state):
-        x, g, _, _ = state
-        return _Conv1dRule.norm_sq(module, (x, g))
+        x, g, packing, _ = state
+        if packing is None:
+            return _Conv1dRule.norm_sq(module, (x, g))
+        return _conv_norm_sq(module, packing.position_gram(x), g)
 
     @staticmethod
     def add_clipped_sum(module, state, scale, out):
@@ -569,7 +578,10 @@ def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 class _EmbeddingRule:
-    """Row lookups: example i's gradient is g_i scattered to its token rows (padding row excluded)."""
+    """Row lookups: example i's gradient is g_i scattered to its token rows (padding row excluded).
+
+    The padding row's exclusion is a (B, T) weight on the positions, applied where the rule multiplies
+    anyway (the same-token matrix of the norms, the clip factors of the sum), not a pass over g."""
 
     @staticmethod
     def applies(module) -> bool:
@@ -580,22 +592,24 @@ class _EmbeddingRule:
         ids, g = call.args[0], call.grad_output
         batch = g.shape[0]
         ids, g = ids.reshape(batch, -1), g.reshape(batch, -1, g.shape[-1])
-        if module.padding_idx is not None:
-            g = g * (ids != module.padding_idx).unsqueeze(-1).to(g.dtype)
-        return ids, g
+        kept = (ids != module.padding_idx).to(g.dtype) if module.padding_idx is not None else None
+        return ids, g, kept
 
     @staticmethod
     def norm_sq(module, state):
-        ids, g = state
+        ids, g, kept = state
         same_token = (ids.unsqueeze(2) == ids.unsqueeze(1)).to(g.dtype)
+        if kept is not None:  # a pair of equal tokens is either both padding or neither
+            same_token.mul_(kept.unsqueeze(2))
         return (torch.bmm(g, g.transpose(1, 2)) * same_token).sum((1, 2))
 
     @staticmethod
     def add_clipped_sum(module, state, scale, out):
         """Scattered straight into `out`: the batch touches a few rows of a table that may be most of the
         model, so no zeroed table-sized temporary and no second pass to add it."""
-        ids, g = state
-        gs = (g * scale[:, None, None]).reshape(-1, g.shape[-1])
+        ids, g, kept = state
+        factor = scale[:, None].expand(ids.shape) if kept is None else kept * scale[:, None]
+        gs = (g * factor.unsqueeze(2)).reshape(-1, g.shape[-1])
         out["weight"].index_add_(0, ids.reshape(-1), gs.to(out["weight"].dtype))
 
 

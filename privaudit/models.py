@@ -65,6 +65,7 @@ class Packing:
         self.positions = self.text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[self.text]
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._gram: tuple[torch.Tensor, torch.Tensor] | None = None
         # Each PackedConv1d's output over the packed rows, (P - k + 2, C_out): DP-SGD's clipper takes its
         # gradient, already in the packed layout, for the clipped sum.
         self.convolved: dict[nn.Module, torch.Tensor] = {}
@@ -76,6 +77,13 @@ class Packing:
             packed = x.transpose(1, 2).reshape(-1, x.shape[1]).index_select(0, self.positions)
             self._packed = (x, packed)
         return self._packed[1]
+
+    def position_gram(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, T): the dot products of each text's padded input positions, <x_t, x_u>. Computed once
+        for the batch's input, from which DP-SGD takes every convolution's per-example norms."""
+        if self._gram is None or self._gram[0] is not x:
+            self._gram = (x, torch.bmm(x.transpose(1, 2), x))
+        return self._gram[1]
 
     def windows(self, k: int) -> torch.Tensor:
         """(B, T - k + 1): where each text's windows start in the packed output; invalid ones point

@@ -11,12 +11,13 @@ from privaudit.models import ModelConfig, bert_tiny_config, build_model
 
 def reference_clipped_sum(model, ids, mask, targets, max_norm):
     """One backward per example, clip, sum: slow, obviously right."""
-    total = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    total = {n: torch.zeros_like(p) for n, p in trained}
     norms = []
     for i in range(len(targets)):
         model.zero_grad()
         F.cross_entropy(model(ids[i : i + 1], mask[i : i + 1]), targets[i : i + 1]).backward()
-        grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+        grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in trained}
         norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
         norms.append(norm)
         for n, g in grads.items():
