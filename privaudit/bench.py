@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bundle import ModelBundle, load_bundle
 from .data import load_dataset
 from .demo import demo_dataset
 from .devices import resolve_device
 from .dpsgd import GaussianNoise
 from .models import CNNClassifier
 from .recipe import DPSettings, TrainingRecipe
-from .tokenization import encode
+from .tokenization import encode, token_ids
 from .training import build_classifier, dp_step, dp_update, make_optimizer, nondp_step
 
 ROUNDS = 5
@@ -463,6 +464,7 @@ def bench_lira(
 
     from .manifest import load_manifest, manifest_path
     from .mia import MiaSettings, audit_set_from_manifest, run_mia
+    from .shadows import default_workers
     from .source import demo_source, file_source
     from .targets import train
 
@@ -479,10 +481,12 @@ def bench_lira(
         settings = MiaSettings(
             attack="lira", shadows=shadows, queries=0, workers=workers, cache_dir=folder, device=device
         )
+        audit = audit_set_from_manifest(load_manifest(manifest_path(model), model))
+        members = audit.population.texts[: audit.n_members]  # a shadow trains on as many, drawn alike
+        cores = workers if workers is not None else default_workers(resolve_device(device))
+        floor = convolution_floor(load_bundle(model), members, shadows, cores)
         wall, cpu = time.perf_counter(), cpu_seconds()
-        result = run_mia(
-            model, settings, audit_set_from_manifest(load_manifest(manifest_path(model), model)), progress=progress
-        )
+        result = run_mia(model, settings, audit, progress=progress)
         mia_s, mia_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     timings = result.run["timings"]
     return {
@@ -497,4 +501,39 @@ def bench_lira(
         "shadows_over_target": timings["shadow_training_s"] / target_s,
         "cpu_over_target": mia_cpu / target_cpu,
         "lira_tpr_at_fpr": {row.fpr: row.tpr for row in result.attacks["lira"].tpr_at_fpr},
+        "convolution_floor": floor,
     }
+
+
+def convolution_floor(bundle: ModelBundle, texts: list[str], trainings: int, cores: int) -> dict | None:
+    """The arithmetic of a CNN's convolutions over `trainings` trainings of `bundle`'s recipe on training sets
+    like `texts`, and the least time it takes on `cores` cores at this machine's one-thread rate for matrix
+    products of those shapes: what no implementation of this model and recipe avoids on this machine.
+    None for other architectures. Each text counts its packed positions, max(length, widest kernel); each
+    position costs 2 k C_in C_out FLOP per kernel width k three times (forward, input and weight gradients)."""
+    config = bundle.classifier.config
+    if config.arch != "cnn":
+        return None
+    widest = max(config.kernel_sizes)
+    positions = sum(max(len(ids), widest) for ids in token_ids(bundle.classifier.tokenizer, texts, config.max_len))
+    per_position = 3 * 2 * sum(config.kernel_sizes) * config.embed_dim * config.num_filters
+    assert bundle.recipe.epochs is not None  # a trained bundle's recipe is resolved
+    flop = float(per_position) * positions * bundle.recipe.epochs * trainings
+    rate = one_thread_matmul_rate(config.embed_dim, config.num_filters)
+    return {"tflop": flop / 1e12, "gflops_per_core": rate / 1e9, "cores": cores, "floor_s": flop / (rate * cores)}
+
+
+def one_thread_matmul_rate(inner: int, outer: int, rows: int = 640, seconds: float = 0.5) -> float:
+    """FLOP/s of one thread multiplying (rows, inner) by (inner, outer) matrices: a packed CNN batch's tap."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(rows, inner), torch.randn(inner, outer)
+        torch.mm(a, b)
+        count, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            torch.mm(a, b)
+            count += 1
+        return 2.0 * rows * inner * outer * count / elapsed
+    finally:
+        torch.set_num_threads(threads)

@@ -870,6 +870,12 @@ def bench_lira(
         f"CPU time of the audit: {r['cpu_over_target']:.1f} target trainings' (each shadow trains the same recipe "
         f"on as many examples); end to end {r['mia_s']:.0f} s. LiRA: {tprs}."
     )
+    if (floor := r["convolution_floor"]) is not None:
+        out_console.print(
+            f"The shadows' convolutions alone are {floor['tflop']:.1f} TFLOP: at this machine's one-thread rate for "
+            f"matrix products of their shapes ({floor['gflops_per_core']:.0f} GFLOP/s), at least "
+            f"{floor['floor_s']:.0f} s on {floor['cores']} cores, of the shadows' {r['shadow_training_s']:.0f} s."
+        )
 
 
 @bench_app.command("whitebox")

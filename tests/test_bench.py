@@ -31,3 +31,6 @@ def test_bench_lira_times_the_audit_against_one_target_training(tmp_path):
     # two shadows trained like the target, on as many examples: about two trainings' CPU, never nothing
     assert r["mia_cpu_s"] > 0.5 * r["target_training_cpu_s"]
     assert set(r["lira_tpr_at_fpr"]) == {0.001, 0.01, 0.1}
+    # the convolutions' arithmetic is part of the shadows' work: less time than they took, never nothing
+    floor = r["convolution_floor"]
+    assert floor["cores"] == 1 and 0 < floor["floor_s"] < r["shadow_training_s"]
