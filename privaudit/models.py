@@ -201,18 +201,20 @@ class CNNClassifier(nn.Module):
             embeds = F.pad(embeds, (0, 0, 0, self.min_len - embeds.shape[1]))
         x = embeds.transpose(1, 2)
         # Each text counts as padded to max(length, kernel width); its other windows read zero, which
-        # after the ReLU never changes a max (every value is >= 0), so batch-mates never change its logits.
+        # under the ReLU never changes a max (every value is >= 0), so batch-mates never change its logits.
+        # The ReLU is monotonic, so it runs after the max: relu(max h) = max relu(h), values and gradients,
+        # over (B, C) instead of every window.
         lengths = attention_mask.sum(1).long()
         if self.packed:
             packing = Packing(lengths, x.shape[2], self.min_len)
-            pooled = [F.relu(conv(x, packing)).amax(dim=2) for conv in self.convs]
+            pooled = [F.relu(conv(x, packing).amax(dim=2)) for conv in self.convs]
         else:
             pooled = []
             for conv in self.convs:
-                h = F.relu(conv(x))
+                h = conv(x)
                 k = conv.kernel_size[0]  # type: ignore[index]  # nn.Conv1d's, typed loosely by torch
                 valid = torch.arange(h.shape[2], device=h.device)[None, :] <= (lengths.clamp(min=k) - k)[:, None]
-                pooled.append(h.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=2))
+                pooled.append(F.relu(h.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=2)))
         return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
 
 
