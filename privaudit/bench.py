@@ -32,7 +32,12 @@ ROUNDS = 5
 
 
 def bench_dp(
-    archs: list[str], batch_size: int = 64, steps: int = 30, data: str | Path | None = None, device: str = "auto"
+    archs: list[str],
+    batch_size: int = 64,
+    steps: int = 30,
+    data: str | Path | None = None,
+    device: str = "auto",
+    rounds: int = ROUNDS,
 ) -> list[dict]:
     """Per-step time of every mode on each architecture: ordinary training, privaudit's DP-SGD, and Opacus
     (when installed) with per-sample-gradient hooks and with ghost clipping. Every mode trains its own copy
@@ -68,7 +73,7 @@ def bench_dp(
                 errors[mode] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
         try:
             times: dict[str, list[float]] = {mode: [] for mode in runners}
-            for _ in range(ROUNDS):
+            for _ in range(rounds):
                 for mode, runner in runners.items():
                     times[mode].append(_timed(runner, device))
         finally:

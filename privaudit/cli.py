@@ -752,7 +752,8 @@ def report(
 def bench_dp(
     archs: Annotated[str, typer.Option(help="Comma-separated architectures.")] = "cnn,bert-tiny",
     batch_size: Annotated[int, typer.Option(help="Batch size of every step.")] = 64,
-    steps: Annotated[int, typer.Option(help="Timed steps per mode (after warm-up).")] = 30,
+    steps: Annotated[int, typer.Option(help="Timed steps per block (after warm-up).")] = 30,
+    rounds: Annotated[int, typer.Option(help="Blocks per mode, alternating: the median block is the mode's time.")] = 5,
     data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -760,9 +761,13 @@ def bench_dp(
     ordinary training of the same model on the same batches."""
     from .bench import bench_dp as run
 
-    rows = run(comma_separated(archs, str.strip, "--archs", "cnn,bert-tiny"), batch_size, steps, data, device)
+    if rounds < 1:
+        raise PrivauditError("--rounds must be at least 1")
+    archs_list = comma_separated(archs, str.strip, "--archs", "cnn,bert-tiny")
+    rows = run(archs_list, batch_size, steps, data, device, rounds)
     print_table(
-        f"step time by mode, batch {batch_size}, {steps} steps each, alternating blocks (ratio to non-DP)",
+        f"step time by mode, batch {batch_size}, median of {rounds} alternating blocks of {steps} steps "
+        "(ratio to non-DP)",
         ["arch", "mode", "ms/step", "ratio"],
         [
             [r["arch"], r["mode"], f"{r['ms']:.1f}", f"{r['ratio']:.2f}"]
