@@ -531,7 +531,7 @@ class _PackedConv1dRule(_Conv1dRule):
 
     @staticmethod
     def watch(module, call):
-        x, packing = (call.args + (None,))[:2]
+        packing = (call.args + (None,))[1]
         convolved = packing.convolved.get(module) if packing is not None else None
         if convolved is not None and convolved.requires_grad:
             convolved.register_hook(lambda g: call.grads.__setitem__("packed", g))

@@ -200,10 +200,10 @@ class CNNClassifier(nn.Module):
         if embeds.shape[1] < self.min_len:
             embeds = F.pad(embeds, (0, 0, 0, self.min_len - embeds.shape[1]))
         x = embeds.transpose(1, 2)
-        # Each text counts as padded to max(length, kernel width); its other windows read zero, which
-        # under the ReLU never changes a max (every value is >= 0), so batch-mates never change its logits.
-        # The ReLU is monotonic, so it runs after the max: relu(max h) = max relu(h), values and gradients,
-        # over (B, C) instead of every window.
+        # Each text counts as padded to max(length, kernel width); its other windows read zero, and
+        # relu(max(h, 0)) = relu(max h), so batch-mates never change its logits. The ReLU is monotonic, so
+        # it runs after the max: relu(max h) = max relu(h), values and gradients, over (B, C) rather than
+        # every window.
         lengths = attention_mask.sum(1).long()
         if self.packed:
             packing = Packing(lengths, x.shape[2], self.min_len)
