@@ -534,7 +534,10 @@ class _PackedConv1dRule(_Conv1dRule):
         packing = (call.args + (None,))[1]
         convolved = packing.convolved.get(module) if packing is not None else None
         if convolved is not None and convolved.requires_grad:
-            convolved.register_hook(lambda g: call.grads.__setitem__("packed", g))
+            # The hook holds the dict, never the call: the call holds the packing, which holds this tensor,
+            # and a cycle through its hook would keep every step's graph alive until a full collection.
+            grads = call.grads
+            convolved.register_hook(lambda g: grads.__setitem__("packed", g))
 
     @staticmethod
     def prepare(module, call):
