@@ -469,7 +469,6 @@ def bench_lira(
 
     from .manifest import load_manifest, manifest_path
     from .mia import MiaSettings, audit_set_from_manifest, run_mia
-    from .shadows import default_workers
     from .source import demo_source, file_source
     from .targets import train
 
@@ -488,8 +487,7 @@ def bench_lira(
         )
         audit = audit_set_from_manifest(load_manifest(manifest_path(model), model))
         members = audit.population.texts[: audit.n_members]  # a shadow trains on as many, drawn alike
-        cores = workers if workers is not None else default_workers(resolve_device(device))
-        floor = convolution_floor(load_bundle(model), members, shadows, cores)
+        floor = convolution_floor(load_bundle(model), members, shadows, settings.shadow_workers())
         wall, cpu = time.perf_counter(), cpu_seconds()
         result = run_mia(model, settings, audit, progress=progress)
         mia_s, mia_cpu = time.perf_counter() - wall, cpu_seconds() - cpu

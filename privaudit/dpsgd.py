@@ -54,6 +54,7 @@ class _Layer:
     module: nn.Module
     name: str
     params: dict[str, nn.Parameter]
+    rule: type | None  # the hand-written rule for the module's type (_RULES), or None: torch.func
     calls: list[_Call] = field(default_factory=list)
 
 
@@ -78,7 +79,7 @@ class PerExampleClipper:
         for name, module in model.named_modules():
             params = {n: p for n, p in module.named_parameters(recurse=False) if p.requires_grad}
             if params:
-                self.layers.append(_Layer(module, name or type(module).__name__, params))
+                self.layers.append(_Layer(module, name or type(module).__name__, params, _RULES.get(type(module))))
         self.parameters = [p for layer in self.layers for p in layer.params.values()]
         self._device = self.parameters[0].device if self.parameters else torch.device("cpu")
         for p in self.parameters:
@@ -156,9 +157,8 @@ class PerExampleClipper:
             call = _Call(args, kwargs)
             layer.calls.append(call)
             output.register_hook(lambda g: setattr(call, "grad_output", g))
-            rule = _RULES.get(type(module))
-            if rule is not None and hasattr(rule, "watch"):
-                rule.watch(module, call)
+            if hasattr(layer.rule, "watch"):
+                layer.rule.watch(module, call)
             return output
 
         return hook
@@ -191,7 +191,7 @@ class PerExampleClipper:
         plans = []
         for layer in self.layers:
             calls = [c for c in layer.calls if c.grad_output is not None]
-            rule = _RULES.get(type(layer.module))
+            rule = layer.rule
             if len(calls) == 1 and rule is not None and rule.applies(layer.module):
                 state = rule.prepare(layer.module, calls[0])
                 sq = rule.norm_sq(layer.module, state)

@@ -85,6 +85,10 @@ class MiaSettings:
         if ATTACKS[self.attack].needs_queries and self.queries == 0:
             raise PrivauditError(f"attack {self.attack!r} needs --queries 1 or more")
 
+    def shadow_workers(self) -> int:
+        """How many processes train the shadows: `workers`, or the default for the device they train on."""
+        return self.workers or default_workers(resolve_device(self.device))
+
     def computed_attacks(self, learned_vocabulary: bool) -> list[str]:
         """Every attack the settings support (shadows for some, query neighbours for others) on a target
         whose vocabulary was (or was not) learned from its training texts."""
@@ -340,7 +344,7 @@ def run_mia(
             settings.shadows,
             settings.seed,
             Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(),
-            settings.workers or default_workers(settings.device),
+            settings.shadow_workers(),
             settings.device,
             progress,
             neighbours,
