@@ -524,10 +524,15 @@ def _conv_norm_sq(module, positions: torch.Tensor, g: torch.Tensor) -> torch.Ten
 
 
 class _PackedConv1dRule(_Conv1dRule):
-    """privaudit's PackedConv1d: the same per-example norms, from its padded input and output gradient;
-    the clipped sum is one weight gradient over the packed texts, like its forward. Its output gradient
-    in the packed layout is the one autograd computed on the way to the padded one (watched, not redone),
-    where each row belongs to one text: scaling rows by their text's factor scales every example."""
+    """privaudit's PackedConv1d: its output gradient in the packed layout, one row per window, is the one
+    autograd computed on the way to the padded one (watched, not redone), and each row belongs to one text.
+
+    Per-example norms: ||sum_r g_r w_r^T||^2 = sum_(r, r') <g_r, g_r'> <w_r, w_r'> over text i's windows w_r.
+    Where no channel has two non-zero rows within one text, which max-pooling over windows gives (a channel's
+    gradient reaches only its argmax), every cross term is zero, and the norm is sum_r ||g_r||^2 ||w_r||^2
+    (+ sum_r ||g_r||^2 for the bias): exact, checked on every batch, and linear in the packed length; any
+    other gradient (ties, other pooling) takes the Gram form. The clipped sum is one weight gradient over
+    the packed texts, like its forward, on rows scaled by their text's factor."""
 
     @staticmethod
     def watch(module, call):
@@ -542,32 +547,42 @@ class _PackedConv1dRule(_Conv1dRule):
     @staticmethod
     def prepare(module, call):
         x, packing = (call.args + (None,))[:2]
-        return x, call.grad_output, packing, call.grads.get("packed")
+        (k,) = module.kernel_size
+        packed_grad = call.grads.get("packed")
+        if packing is not None and packed_grad is None:  # its input needs no gradient (a frozen embedding)
+            g = call.grad_output
+            packed_grad = g.new_zeros(packing.size - k + 2, g.shape[1])
+            packed_grad.index_add_(0, packing.windows(k).reshape(-1), g.transpose(1, 2).reshape(-1, g.shape[1]))
+        if packed_grad is not None:
+            packed_grad = packed_grad[: packing.size - k + 1]  # the last row, zero, is a constant
+        return x, call.grad_output, packing, packed_grad
 
     @staticmethod
     def norm_sq(module, state):
-        x, g, packing, _ = state
+        x, g, packing, packed_grad = state
         if packing is None:
             return _Conv1dRule.norm_sq(module, (x, g))
-        return _conv_norm_sq(module, packing.position_gram(x), g)
+        text = packing.text[: len(packed_grad)]
+        batch = len(packing.lengths)
+        nonzero = torch.ne(packed_grad, 0, out=torch.empty_like(packed_grad))  # as floats: 4x faster than bools
+        rows_per_channel = packed_grad.new_zeros(batch, packed_grad.shape[1]).index_add_(0, text, nonzero)
+        if rows_per_channel.amax() > 1:
+            return _conv_norm_sq(module, packing.position_gram(x), g)
+        window_sq = packing.window_sq_norms(x, module.kernel_size[0])
+        if module.bias is not None:
+            window_sq = window_sq + 1
+        row_sq = torch.linalg.vector_norm(packed_grad, dim=1).square_()
+        return packed_grad.new_zeros(batch).index_add_(0, text, row_sq.mul_(window_sq))
 
     @staticmethod
     def add_clipped_sum(module, state, scale, out):
         x, g, packing, packed_grad = state
         if packing is None:
             return _Conv1dRule.add_clipped_sum(module, (x, g), scale, out)
-        (k,) = module.kernel_size
-        width = packing.size - k + 1
-        if packed_grad is None:  # its input needs no gradient (a frozen embedding): scattered back here
-            packed_grad = g.new_zeros(width + 1, g.shape[1])
-            packed_grad.index_add_(0, packing.windows(k).reshape(-1), g.transpose(1, 2).reshape(-1, g.shape[1]))
-        # Each row is one window of one text (rows of invalid windows got no gradient); the zero row, last,
-        # is a constant.
-        gs = packed_grad[:width] * scale[packing.text[:width], None]
-        taps = shifted_matmul_weight_grad(packing.pack(x), gs, k)  # (k, C_in, C_out)
-        out["weight"].add_(taps.permute(2, 1, 0))
+        taps = shifted_matmul_weight_grad(packing.scaled_rows(x, scale), packed_grad, module.kernel_size[0])
+        out["weight"].add_(taps.permute(2, 1, 0))  # (k, C_in, C_out) -> (C_out, C_in, k)
         if module.bias is not None:
-            out["bias"].add_(gs.sum(0))
+            out["bias"].addmv_(packed_grad.t(), scale[packing.text[: len(packed_grad)]])
 
 
 def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,8 @@ class Packing:
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
         self._gram: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._sq_norms: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._scaled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         # Each PackedConv1d's output over the packed rows, (P - k + 2, C_out): DP-SGD's clipper takes its
         # gradient, already in the packed layout, for the clipped sum.
         self.convolved: dict[nn.Module, torch.Tensor] = {}
@@ -80,10 +82,29 @@ class Packing:
 
     def position_gram(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, T): the dot products of each text's padded input positions, <x_t, x_u>. Computed once
-        for the batch's input, from which DP-SGD takes every convolution's per-example norms."""
+        for the batch's input: DP-SGD's per-example norms of a convolution whose output gradient has cross terms."""
         if self._gram is None or self._gram[0] is not x:
             self._gram = (x, torch.bmm(x.transpose(1, 2), x))
         return self._gram[1]
+
+    def window_sq_norms(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """(P - k + 1,): the squared norm of each packed window of width k, sum_j ||rows[r + j]||^2.
+        DP-SGD's per-example norms of a convolution whose output gradient is one row per channel and text."""
+        if self._sq_norms is None or self._sq_norms[0] is not x:
+            self._sq_norms = (x, self.pack(x).pow(2).sum(1))
+        positions, width = self._sq_norms[1], self.size - k + 1
+        window_sq = positions[:width].clone()
+        for j in range(1, k):
+            window_sq += positions[j : j + width]
+        return window_sq
+
+    def scaled_rows(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """(P, C): the packed rows, each times its text's scale[i]. A valid window lies in one text, so its
+        weight-gradient product with these rows is that text's, scaled: DP-SGD's clipped sums, one scaling
+        for every convolution of the batch (invalid windows get no gradient, whatever they read)."""
+        if self._scaled is None or self._scaled[0] is not x or self._scaled[1] is not scale:
+            self._scaled = (x, scale, self.pack(x) * scale[self.text, None])
+        return self._scaled[2]
 
     def windows(self, k: int) -> torch.Tensor:
         """(B, T - k + 1): where each text's windows start in the packed output; invalid ones point

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privaudit import models
+from privaudit import dpsgd, models
 from privaudit.dpsgd import PerExampleClipper
 from privaudit.models import ModelConfig, bert_tiny_config, build_model
 
@@ -41,10 +41,12 @@ def clipper_clipped_sum(model, ids, mask, targets, max_norm):
         clipper.close()
 
 
-def batch(vocab=40, batch_size=7, length=11, labels=4, seed=0):
+def batch(vocab=40, batch_size=7, length=11, labels=4, seed=0, one_token_text=False):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (batch_size, length), generator=g)
     ids[:, 3] = ids[:, 5]  # repeated tokens: the embedding rule must add their rows up
+    if one_token_text:  # every window of text 0 alike: max-pooling over windows ties
+        ids[0] = ids[0, 0]
     mask = torch.ones_like(ids)
     for row, n in enumerate([11, 6, 2, 9, 1, 11, 4][:batch_size]):
         ids[row, n:] = 0
@@ -66,9 +68,27 @@ def assert_same(model, max_norm=0.3, **kw):
     assert all(p.requires_grad for n, p in model.named_parameters() if n in expected), "close() restores requires_grad"
 
 
-def test_cnn_matches_per_example_loop():
+def gram_form_calls(monkeypatch) -> list[int]:
+    """Counts the packed convolutions' per-example norms that took the Gram form."""
+    calls: list[int] = []
+    gram_form = dpsgd._conv_norm_sq
+    monkeypatch.setattr(dpsgd, "_conv_norm_sq", lambda *args: calls.append(1) or gram_form(*args))
+    return calls
+
+
+def test_cnn_matches_per_example_loop(monkeypatch):
+    calls = gram_form_calls(monkeypatch)
     torch.manual_seed(1)
     assert_same(build_model(ModelConfig("cnn", 4, 40, 0, embed_dim=16, num_filters=6)))
+    assert not calls, "max-pooled gradients: the norms' cross terms vanish, no Gram matrix needed"
+
+
+def test_cnn_pooling_ties_take_the_gram_form(monkeypatch):
+    # Tied windows share a channel's gradient, so the cross terms of the norm do not vanish.
+    calls = gram_form_calls(monkeypatch)
+    torch.manual_seed(1)
+    assert_same(build_model(ModelConfig("cnn", 4, 40, 0, embed_dim=16, num_filters=6)), one_token_text=True)
+    assert len(calls) == 3, "each convolution sees the ties"
 
 
 def test_cnn_with_a_frozen_embedding_matches_per_example_loop():
