@@ -65,12 +65,9 @@ class Packing:
         self.positions = self.text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[self.text]
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._gram: tuple[torch.Tensor, torch.Tensor] | None = None
         self._sq_norms: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._scaled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        # Each PackedConv1d's output over the packed rows, (P - k + 2, C_out): DP-SGD's clipper takes its
-        # gradient, already in the packed layout, for the clipped sum.
-        self.convolved: dict[nn.Module, torch.Tensor] = {}
+        # Each PackedConv1d's (B, C_out) packed rows of its maxima (window_max): what DP-SGD's clipper needs.
+        self.max_rows: dict[nn.Module, torch.Tensor] = {}
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) padded -> (P, C): the texts' positions end to end, one row each. Gathered once for
@@ -80,16 +77,9 @@ class Packing:
             self._packed = (x, packed)
         return self._packed[1]
 
-    def position_gram(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, T): the dot products of each text's padded input positions, <x_t, x_u>. Computed once
-        for the batch's input: DP-SGD's per-example norms of a convolution whose output gradient has cross terms."""
-        if self._gram is None or self._gram[0] is not x:
-            self._gram = (x, torch.bmm(x.transpose(1, 2), x))
-        return self._gram[1]
-
     def window_sq_norms(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """(P - k + 1,): the squared norm of each packed window of width k, sum_j ||rows[r + j]||^2.
-        DP-SGD's per-example norms of a convolution whose output gradient is one row per channel and text."""
+        """(P - k + 1,): the squared norm of each packed window of width k, sum_j ||rows[r + j]||^2, from
+        which DP-SGD's clipper takes a max-pooled convolution's per-example norms."""
         if self._sq_norms is None or self._sq_norms[0] is not x:
             self._sq_norms = (x, self.pack(x).pow(2).sum(1))
         positions, width = self._sq_norms[1], self.size - k + 1
@@ -97,14 +87,6 @@ class Packing:
         for j in range(1, k):
             window_sq += positions[j : j + width]
         return window_sq
-
-    def scaled_rows(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """(P, C): the packed rows, each times its text's scale[i]. A valid window lies in one text, so its
-        weight-gradient product with these rows is that text's, scaled: DP-SGD's clipped sums, one scaling
-        for every convolution of the batch (invalid windows get no gradient, whatever they read)."""
-        if self._scaled is None or self._scaled[0] is not x or self._scaled[1] is not scale:
-            self._scaled = (x, scale, self.pack(x) * scale[self.text, None])
-        return self._scaled[2]
 
     def windows(self, k: int) -> torch.Tensor:
         """(B, T - k + 1): where each text's windows start in the packed output; invalid ones point
@@ -117,25 +99,59 @@ class Packing:
 
 
 class PackedConv1d(nn.Conv1d):
-    """A Conv1d over a padded batch (B, C, T) -> (B, C_out, T - k + 1) that convolves only the texts.
+    """A Conv1d over a padded batch (B, C, T), max-pooled over each text's windows: (B, C_out).
 
     The texts are packed end to end first, so the work is that of their lengths, not of the batch's
     longest text (on SNIPS, half the positions of a padded batch are padding). Valid windows get the
-    ordinary convolution; the rest read zero. Same parameters as nn.Conv1d (bundles load either way);
-    DP-SGD's clipper has a rule for it (privaudit.dpsgd). Stride 1, no padding, no dilation, one group."""
+    ordinary convolution; the rest read zero. The max's gradient goes to one window per text and channel
+    (window_max), written straight into the packed rows: no padded gradient is ever built. Same parameters
+    as nn.Conv1d (bundles load either way); DP-SGD's clipper has a rule for it (privaudit.dpsgd). Stride 1,
+    no padding, no dilation, one group."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
         super().__init__(in_channels, out_channels, kernel_size, bias=bias)
 
     def forward(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
-        if packing is None:  # the padded convolution, for tools that hook a plain Conv1d call (Opacus)
+        """With `packing`: (B, C_out), the max over each text's windows. Without: the padded convolution,
+        (B, C_out, T - k + 1), for tools that hook a plain Conv1d call (Opacus)."""
+        if packing is None:
             return super().forward(x)
         out = shifted_matmul_conv(packing.pack(x), self.weight, self.bias)  # (P - k + 2, C_out)
-        packing.convolved[self] = out
-        index = packing.windows(self.kernel_size[0])
-        # Gathered as (B, T - k + 1, C_out) rows and seen as (B, C_out, T - k + 1): the max over windows
-        # then runs along whole rows of channels (faster forward and backward than a gather per channel).
-        return out.index_select(0, index.reshape(-1)).view(*index.shape, -1).transpose(1, 2)
+        pooled, rows = window_max(out, packing.windows(self.kernel_size[0]))
+        packing.max_rows[self] = rows
+        return pooled
+
+
+class _WindowMax(torch.autograd.Function):
+    """The max over each text's windows of packed rows, and which row each maximum is.
+
+    Forward: the rows of text i's windows gathered as (B, T', C) (invalid windows read the zero row), and
+    their max over T'. Backward: each (text, channel)'s gradient added to the one row its max came from,
+    in the packed layout the convolution's backward reads (ties: the row max() picked, a valid subgradient
+    that DP-SGD's per-example norms then see exactly). The padded (B, C, T') gradient that a gather and an
+    amax would differentiate through, four passes over it, is never made."""
+
+    @staticmethod
+    def forward(ctx, out, index):
+        gathered = out.index_select(0, index.reshape(-1)).view(*index.shape, out.shape[1])  # (B, T', C)
+        pooled, window = gathered.max(dim=1)
+        rows = index.gather(1, window)  # (B, C)
+        ctx.save_for_backward(rows)
+        ctx.packed_rows = out.shape[0]
+        ctx.mark_non_differentiable(rows)
+        return pooled, rows
+
+    @staticmethod
+    def backward(ctx, grad_pooled, grad_rows):
+        (rows,) = ctx.saved_tensors
+        grad = grad_pooled.new_zeros(ctx.packed_rows, grad_pooled.shape[1])
+        # Several texts' maxima may be the shared zero row (a constant): added, then unused.
+        return grad.scatter_add_(0, rows, grad_pooled), None
+
+
+def window_max(out: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P', C) packed rows, (B, T') each text's window rows -> (B, C) maxima and (B, C) their rows."""
+    return _WindowMax.apply(out, index)
 
 
 class _ShiftedMatmulConv(torch.autograd.Function):
@@ -228,7 +244,7 @@ class CNNClassifier(nn.Module):
         lengths = attention_mask.sum(1).long()
         if self.packed:
             packing = Packing(lengths, x.shape[2], self.min_len)
-            pooled = [F.relu(conv(x, packing).amax(dim=2)) for conv in self.convs]
+            pooled = [F.relu(conv(x, packing)) for conv in self.convs]
         else:
             pooled = []
             for conv in self.convs:
