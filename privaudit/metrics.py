@@ -71,34 +71,34 @@ def _midranks(x: np.ndarray) -> np.ndarray:
 def auc_bootstrap(scores, labels, n_boot: int = 1000, seed: int = 0, chunk: int = 100) -> np.ndarray:
     """`n_boot` bootstrap replicates of the AUC, members and non-members resampled separately.
 
-    Vectorised: the scores are sorted once; each replicate is a vector of multinomial resampling
-    counts, and its AUC a weighted sum over the sorted order, so 1000 replicates of 10^4 scores take
-    about a second. Percentiles of the replicates give the AUC's interval and its lower bounds (their
-    coverage is checked by simulation in tests/test_interval_coverage.py).
+    Vectorised: the scores are sorted once; each replicate is a vector of resampling counts (uniform draws
+    with replacement, counted: a multinomial sample, 3x faster than numpy's multinomial over 10^4 classes),
+    and its AUC a weighted sum over the sorted non-members, so 1000 replicates of 10^4 scores take a fraction
+    of a second. Percentiles of the replicates give the AUC's interval and its lower bounds (their coverage
+    is checked by simulation in tests/test_interval_coverage.py).
     """
     scores, labels = _check(scores, labels)
-    order = np.argsort(scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    starts = np.r_[True, s[1:] != s[:-1]]
-    first = np.flatnonzero(starts)
-    group = np.cumsum(starts) - 1
-    group_end = np.r_[first[1:], len(s)][group]  # one past the last index of each score's tie group
-    group_start = first[group]
-    members, nonmembers = np.flatnonzero(y), np.flatnonzero(~y)
+    member_scores, nonmember_scores = scores[labels], np.sort(scores[~labels])
+    n1, n0 = len(member_scores), len(nonmember_scores)
+    # For each member, how many non-members score below it, and below or level with it.
+    below = np.searchsorted(nonmember_scores, member_scores, side="left")
+    level_or_below = np.searchsorted(nonmember_scores, member_scores, side="right")
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_boot, chunk):
         reps = min(chunk, n_boot - start)
-        w_nonmember = np.zeros((reps, len(s)))
-        w_nonmember[:, nonmembers] = rng.multinomial(
-            len(nonmembers), np.full(len(nonmembers), 1 / len(nonmembers)), reps
-        )
-        w_member = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), reps)
+        w_nonmember = _resampling_counts(rng, reps, n0)
+        w_member = _resampling_counts(rng, reps, n1)
         cum = np.concatenate([np.zeros((reps, 1)), np.cumsum(w_nonmember, axis=1)], axis=1)
-        below = cum[:, group_start[members]]
-        tied = cum[:, group_end[members]] - below
-        values.append((w_member * (below + 0.5 * tied)).sum(1) / (len(members) * len(nonmembers)))
+        lower, upper = cum[:, below], cum[:, level_or_below]
+        values.append((w_member * (0.5 * (lower + upper))).sum(1) / (n1 * n0))
     return np.concatenate(values)
+
+
+def _resampling_counts(rng: np.random.Generator, reps: int, n: int) -> np.ndarray:
+    """(reps, n): how often each of n items is drawn in n draws with replacement, one row per replicate."""
+    draws = rng.integers(0, n, size=(reps, n)) + n * np.arange(reps)[:, None]
+    return np.bincount(draws.ravel(), minlength=reps * n).reshape(reps, n).astype(np.float64)
 
 
 @dataclass
