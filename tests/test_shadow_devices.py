@@ -18,8 +18,9 @@ def test_shadows_spread_one_worker_per_gpu(monkeypatch):
     assert shadows.gpu_slots("cuda", 2) == []
 
 
-def test_a_worker_binds_itself_to_the_gpu_it_is_handed(monkeypatch):
+def test_a_worker_binds_itself_to_the_gpu_it_is_handed(monkeypatch, tmp_path):
     from privaudit import shadows
+    from privaudit.data import TextDataset
 
     bound = []
     monkeypatch.setattr(torch.cuda, "set_device", bound.append)
@@ -27,7 +28,9 @@ def test_a_worker_binds_itself_to_the_gpu_it_is_handed(monkeypatch):
     slots.put(2)
     threads = torch.get_num_threads()
     try:
-        shadows._init_worker(["a text", "another"], ["x", "y"], ["x", "y"], [], slots)
+        population = tmp_path / "population.json"
+        shadows._write_population(population, TextDataset(["a text", "another"], ["x", "y"]), ["x", "y"], [])
+        shadows._init_worker(str(population), slots)
     finally:
         torch.set_num_threads(threads)
     assert bound == [2] and slots.empty()
