@@ -61,8 +61,8 @@ class Packing:
         self.lengths, self.padded_len = lengths, padded_len
         self.offsets = torch.cumsum(n, 0) - n
         self.size = int(n.sum())
-        self.text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)  # each position's text
-        self.positions = self.text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[self.text]
+        text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)  # each position's text
+        self.positions = text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[text]
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
         self._sq_norms: tuple[torch.Tensor, torch.Tensor] | None = None
