@@ -186,12 +186,13 @@ class PerExampleClipper:
         batch = None
         norm_sq = 0.0
         plans = []
+        grams: dict = {}  # this step's input Gram matrices, for layers that read the same input
         for layer in self.layers:
             calls = [c for c in layer.calls if c.grad_output is not None]
             rule = layer.rule
             if len(calls) == 1 and rule is not None and rule.applies(layer.module):
                 state = rule.prepare(layer.module, calls[0])
-                sq = rule.norm_sq(layer.module, state)
+                sq = rule.norm_sq(layer.module, state, grams)
                 plans.append((layer, rule, state, None))
             elif calls:
                 samples = _sum_dicts(_grad_sample(layer, c) for c in calls)
@@ -297,6 +298,7 @@ class GaussianNoise:
         total = sum(p.numel() for p in parameters)
         dtype = parameters[0].dtype if parameters else torch.float32
         self.buffer = torch.empty(total, device=device, dtype=dtype)
+        self._views: list[torch.Tensor] = []
         self.generator = torch.Generator(device=device)
         self.reproducible = seed is not None
         if seed is not None:
@@ -312,9 +314,19 @@ class GaussianNoise:
     def _expose_buffer(self) -> None:
         """Every parameter's .grad becomes its slice of the buffer."""
         offset = 0
+        self._views = []
         for p in self.parameters:
             p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
+            self._views.append(p.grad)
             offset += p.numel()
+
+    def divide(self, count: float) -> None:
+        """Divides every parameter's .grad (noise + clipped sum) by `count`, DP-SGD's 1/B: one pass over the
+        buffer, not one per parameter. Refuses if a .grad is no longer its view of the buffer: whatever
+        replaced it dropped the step's noise."""
+        if any(p.grad is not view for p, view in zip(self.parameters, self._views)):
+            raise RuntimeError("DP-SGD: a parameter's .grad was replaced after the noise was written into it")
+        self.buffer.div_(count)
 
     def draw(self, *shape: int) -> torch.Tensor:
         """Further noise of the same std from the step's generator (a lazily drawn table's rows)."""
@@ -457,9 +469,9 @@ class _LinearRule:
         return a, g, g.sum(1) if module.bias is not None else None
 
     @staticmethod
-    def norm_sq(module, state):
+    def norm_sq(module, state, grams):
         a, g, bias_grads = state
-        sq = _matmul_norm_sq(a, g)
+        sq = _matmul_norm_sq(a, g, grams)
         if module.bias is not None:
             sq = sq + torch.linalg.vector_norm(bias_grads, dim=1).square_()
         return sq
@@ -501,7 +513,7 @@ class _Conv1dRule:
         return (F.pad(x, (pad, pad)) if pad else x), g
 
     @staticmethod
-    def norm_sq(module, state):
+    def norm_sq(module, state, grams):
         x, g = state  # x: (B, C_in, T), g: (B, C_out, T')
         return _conv_norm_sq(module, torch.bmm(x.transpose(1, 2), x), g)
 
@@ -532,8 +544,9 @@ class _PackedConv1dRule(_Conv1dRule):
 
     Example i's weight gradient then has row c = g_ic w_(r_ic), one window per output channel, so its squared
     norm is sum_c g_ic^2 (||w_(r_ic)||^2 + 1 for the bias): exact, no cross terms, no Gram matrix, O(B C).
-    The clipped sum scatters the scaled g_ic to their rows, then takes one weight gradient over the packed
-    texts, like the forward's."""
+    The clipped sum is one weight gradient, like the backward's, of the packed output gradient the backward
+    made (Packing.output_grads) against the packed texts with text i's rows scaled by its clip factor
+    (Packing.pack_scaled, shared by the convolutions): each valid window lies within its text."""
 
     @staticmethod
     def prepare(module, call):
@@ -542,10 +555,10 @@ class _PackedConv1dRule(_Conv1dRule):
         return x, call.grad_output, packing, rows
 
     @staticmethod
-    def norm_sq(module, state):
+    def norm_sq(module, state, grams):
         x, g, packing, rows = state
         if packing is None:
-            return _Conv1dRule.norm_sq(module, (x, g))
+            return _Conv1dRule.norm_sq(module, (x, g), grams)
         per_row = packing.window_sq_norms(x, module.kernel_size[0])
         if module.bias is not None:
             per_row = per_row + 1
@@ -558,21 +571,30 @@ class _PackedConv1dRule(_Conv1dRule):
         if packing is None:
             return _Conv1dRule.add_clipped_sum(module, (x, g), scale, out)
         (k,) = module.kernel_size
-        width = packing.size - k + 1
-        packed_grad = g.new_zeros(width + 1, g.shape[1]).scatter_add_(0, rows, g * scale[:, None])[:width]
-        taps = shifted_matmul_weight_grad(packing.pack(x), packed_grad, k)
+        packed_grad = packing.output_grads.get(module)
+        if packed_grad is None:  # the backward stopped at the pooled output: nothing before needs a gradient
+            packed_grad = g.new_zeros(packing.size - k + 2, g.shape[1]).scatter_add_(0, rows, g)
+        packed_grad = packed_grad[: packing.size - k + 1]  # the zero row's: a constant
+        taps = shifted_matmul_weight_grad(packing.pack_scaled(x, scale), packed_grad, k)
         out["weight"].add_(taps.permute(2, 1, 0))  # (k, C_in, C_out) -> (C_out, C_in, k)
         if module.bias is not None:
-            out["bias"].add_(packed_grad.sum(0))
+            out["bias"].addmv_(g.t(), scale)
 
 
-def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form."""
+def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor, grams: dict) -> torch.Tensor:
+    """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form.
+
+    The ghost form's input Gram a_i a_i^T is computed once for the layers that read the same input
+    (attention's query, key and value): `grams` holds this step's, keyed by the input's storage, shape and
+    strides (activations are not modified in place during a backward; each entry keeps its input alive)."""
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
     if t == 1:
         return a.pow(2).sum((1, 2)) * g.pow(2).sum((1, 2))
     if t * (d_in + d_out) < d_in * d_out:
-        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+        key = (a.data_ptr(), a.shape, a.stride(), a.dtype)
+        if key not in grams:
+            grams[key] = (a, torch.bmm(a, a.transpose(1, 2)))
+        return (grams[key][1] * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
     return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
 
 
@@ -595,7 +617,7 @@ class _EmbeddingRule:
         return ids, g, kept
 
     @staticmethod
-    def norm_sq(module, state):
+    def norm_sq(module, state, grams):
         ids, g, kept = state
         same_token = (ids.unsqueeze(2) == ids.unsqueeze(1)).to(g.dtype)
         if kept is not None:  # a pair of equal tokens is either both padding or neither
@@ -630,7 +652,7 @@ class _LayerNormRule:
         return samples
 
     @staticmethod
-    def norm_sq(module, samples):
+    def norm_sq(module, samples, grams):
         return sum(s.flatten(1).pow(2).sum(1) for s in samples.values())
 
     @staticmethod

@@ -61,13 +61,16 @@ class Packing:
         self.lengths, self.padded_len = lengths, padded_len
         self.offsets = torch.cumsum(n, 0) - n
         self.size = int(n.sum())
-        text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)  # each position's text
-        self.positions = text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[text]
+        self.text = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)  # each position's text
+        self.positions = self.text * padded_len + torch.arange(self.size, device=n.device) - self.offsets[self.text]
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._scaled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._sq_norms: tuple[torch.Tensor, torch.Tensor] | None = None
-        # Each PackedConv1d's (B, C_out) packed rows of its maxima (window_max): what DP-SGD's clipper needs.
+        # What DP-SGD's clipper needs of each PackedConv1d: the (B, C_out) packed rows of its maxima, and
+        # (once backward has run) the gradient of its packed output, (P - k + 2, C_out) (window_max).
         self.max_rows: dict[nn.Module, torch.Tensor] = {}
+        self.output_grads: dict[nn.Module, torch.Tensor] = {}
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) padded -> (P, C): the texts' positions end to end, one row each. Gathered once for
@@ -76,6 +79,14 @@ class Packing:
             packed = x.transpose(1, 2).reshape(-1, x.shape[1]).index_select(0, self.positions)
             self._packed = (x, packed)
         return self._packed[1]
+
+    def pack_scaled(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """pack(x) with text i's rows times scale[i]: DP-SGD's clipped sum of every convolution over the
+        batch is then one weight gradient of these rows (made once for all of them) and the unscaled
+        output gradient, since a valid window's rows all belong to its own text."""
+        if self._scaled is None or self._scaled[0] is not x or self._scaled[1] is not scale:
+            self._scaled = (x, scale, self.pack(x) * scale[self.text].unsqueeze(1))
+        return self._scaled[2]
 
     def window_sq_norms(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """(P - k + 1,): the squared norm of each packed window of width k, sum_j ||rows[r + j]||^2, from
@@ -117,7 +128,7 @@ class PackedConv1d(nn.Conv1d):
         if packing is None:
             return super().forward(x)
         out = shifted_matmul_conv(packing.pack(x), self.weight, self.bias)  # (P - k + 2, C_out)
-        pooled, rows = window_max(out, packing.windows(self.kernel_size[0]))
+        pooled, rows = window_max(out, packing.windows(self.kernel_size[0]), packing.output_grads, self)
         packing.max_rows[self] = rows
         return pooled
 
@@ -129,15 +140,17 @@ class _WindowMax(torch.autograd.Function):
     their max over T'. Backward: each (text, channel)'s gradient added to the one row its max came from,
     in the packed layout the convolution's backward reads (ties: the row max() picked, a valid subgradient
     that DP-SGD's per-example norms then see exactly). The padded (B, C, T') gradient that a gather and an
-    amax would differentiate through, four passes over it, is never made."""
+    amax would differentiate through, four passes over it, is never made. The backward also leaves that
+    packed gradient in `grads[key]` (DP-SGD's clipped sums read it; a plain tensor, no graph)."""
 
     @staticmethod
-    def forward(ctx, out, index):
+    def forward(ctx, out, index, grads, key):
         gathered = out.index_select(0, index.reshape(-1)).view(*index.shape, out.shape[1])  # (B, T', C)
         pooled, window = gathered.max(dim=1)
         rows = index.gather(1, window)  # (B, C)
         ctx.save_for_backward(rows)
         ctx.packed_rows = out.shape[0]
+        ctx.grads, ctx.key = grads, key
         ctx.mark_non_differentiable(rows)
         return pooled, rows
 
@@ -146,12 +159,17 @@ class _WindowMax(torch.autograd.Function):
         (rows,) = ctx.saved_tensors
         grad = grad_pooled.new_zeros(ctx.packed_rows, grad_pooled.shape[1])
         # Several texts' maxima may be the shared zero row (a constant): added, then unused.
-        return grad.scatter_add_(0, rows, grad_pooled), None
+        grad.scatter_add_(0, rows, grad_pooled)
+        ctx.grads[ctx.key] = grad
+        return grad, None, None, None
 
 
-def window_max(out: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P', C) packed rows, (B, T') each text's window rows -> (B, C) maxima and (B, C) their rows."""
-    return _WindowMax.apply(out, index)
+def window_max(
+    out: torch.Tensor, index: torch.Tensor, grads: dict, key: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P', C) packed rows, (B, T') each text's window rows -> (B, C) maxima and (B, C) their rows; the
+    backward leaves out's gradient in grads[key]."""
+    return _WindowMax.apply(out, index, grads, key)
 
 
 class _ShiftedMatmulConv(torch.autograd.Function):

@@ -200,9 +200,7 @@ def dp_step(
         clipper.clip_and_accumulate(canary_rows if k == len(chunks) - 1 else None)
     if not chunks and canary_rows is not None and len(canary_rows):
         clipper.clip_and_accumulate(canary_rows)
-    for p in noise.parameters:
-        assert p.grad is not None  # start_step wrote the noise there
-        p.grad.div_(expected_batch_size)
+    noise.divide(expected_batch_size)
     if observe is not None:
         observe()
     optimizer.step()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from privaudit import training
-from privaudit.dpsgd import PerExampleClipper
+from privaudit.dpsgd import GaussianNoise, PerExampleClipper
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
 
@@ -83,3 +83,18 @@ def test_whitebox_audit_does_not_flag_correct_dp_sgd(seed):
 def test_whitebox_audit_does_not_flag_correct_dp_sgd_in_20_seeds():
     flagged = [seed for seed in range(20) if dp_checks.whitebox_flags(*dp_checks.whitebox_run(100 + seed))]
     assert flagged == []
+
+
+def test_averaging_refuses_a_gradient_that_no_longer_holds_the_noise():
+    # DP-SGD's 1/B is one pass over the noise buffer; a .grad replaced after the noise was written into
+    # it (so the noise is gone from it) must not be averaged as if it were still noised.
+    layer = nn.Linear(3, 2)
+    noise = GaussianNoise(list(layer.parameters()), std=1.0)
+    noise.start_step()
+    noised = layer.weight.grad.clone()
+    noise.divide(4.0)
+    torch.testing.assert_close(layer.weight.grad, noised / 4)
+    noise.start_step()
+    layer.weight.grad = torch.zeros_like(layer.weight)
+    with pytest.raises(RuntimeError, match="replaced"):
+        noise.divide(4.0)
