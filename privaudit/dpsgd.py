@@ -266,7 +266,9 @@ class DiracRows:
         values = self.magnitude.to(scale) * scale
         for k in torch.unique(self.param).tolist():
             rows = self.param == k
-            grads[k].view(-1).index_add_(0, self.index[rows].to(grads[k].device), values[rows].to(grads[k]))
+            # flat positions in row-major order, whatever the gradient's memory layout
+            where = torch.unravel_index(self.index[rows].to(grads[k].device), grads[k].shape)
+            grads[k].index_put_(where, values[rows].to(grads[k]), accumulate=True)
 
 
 def fresh_seed() -> int:
@@ -298,6 +300,9 @@ class GaussianNoise:
         total = sum(p.numel() for p in parameters)
         dtype = parameters[0].dtype if parameters else torch.float32
         self.buffer = torch.empty(total, device=device, dtype=dtype)
+        # Each .grad in its parameter's memory layout, as autograd lays gradients out (torch.empty_like's
+        # strides: the parameter's own when it is dense, row-major otherwise).
+        self._strides = [torch.empty_like(p, device="meta").stride() for p in parameters]
         self._views: list[torch.Tensor] = []
         self.generator = torch.Generator(device=device)
         self.reproducible = seed is not None
@@ -315,8 +320,8 @@ class GaussianNoise:
         """Every parameter's .grad becomes its slice of the buffer."""
         offset = 0
         self._views = []
-        for p in self.parameters:
-            p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
+        for p, strides in zip(self.parameters, self._strides):
+            p.grad = self.buffer.as_strided(p.shape, strides, offset)
             self._views.append(p.grad)
             offset += p.numel()
 
@@ -575,8 +580,8 @@ class _PackedConv1dRule(_Conv1dRule):
         if packed_grad is None:  # the backward stopped at the pooled output: nothing before needs a gradient
             packed_grad = g.new_zeros(packing.size - k + 2, g.shape[1]).scatter_add_(0, rows, g)
         packed_grad = packed_grad[: packing.size - k + 1]  # the zero row's: a constant
-        taps = shifted_matmul_weight_grad(packing.pack_scaled(x, scale), packed_grad, k)
-        out["weight"].add_(taps.permute(2, 1, 0))  # (k, C_in, C_out) -> (C_out, C_in, k)
+        # Into the gradient as (k, C_in, C_out): contiguous when it follows the weight's tap-major layout.
+        shifted_matmul_weight_grad(packing.pack_scaled(x, scale), packed_grad, k, out["weight"].permute(2, 1, 0))
         if module.bias is not None:
             out["bias"].addmv_(g.t(), scale)
 

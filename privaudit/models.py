@@ -117,10 +117,16 @@ class PackedConv1d(nn.Conv1d):
     ordinary convolution; the rest read zero. The max's gradient goes to one window per text and channel
     (window_max), written straight into the packed rows: no padded gradient is ever built. Same parameters
     as nn.Conv1d (bundles load either way); DP-SGD's clipper has a rule for it (privaudit.dpsgd). Stride 1,
-    no padding, no dilation, one group."""
+    no padding, no dilation, one group.
+
+    The weight keeps nn.Conv1d's shape (C_out, C_in, k) but is laid out tap by tap in memory, as a
+    contiguous (k, C_in, C_out): the shifted products read each tap's (C_in, C_out) block as it is, and the
+    weight gradient they make is already in the parameter's layout (autograd, optimizers and DP-SGD's
+    noise buffer follow a parameter's layout), so no step copies the weight or its gradient to transpose it."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
         super().__init__(in_channels, out_channels, kernel_size, bias=bias)
+        self.weight = nn.Parameter(self.weight.detach().permute(2, 1, 0).contiguous().permute(2, 1, 0))
 
     def forward(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
         """With `packing`: (B, C_out), the max over each text's windows. Without: the padded convolution,
@@ -184,7 +190,7 @@ class _ShiftedMatmulConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows, weight, bias):
         k, width = weight.shape[2], rows.shape[0] - weight.shape[2] + 1
-        taps = weight.detach().permute(2, 1, 0).contiguous()  # (k, C_in, C_out)
+        taps = weight.detach().permute(2, 1, 0).contiguous()  # (k, C_in, C_out): a copy only if not tap-major
         out = rows.new_empty(width + 1, weight.shape[0])
         out[width].zero_()
         body = out[:width]
@@ -209,7 +215,7 @@ class _ShiftedMatmulConv(torch.autograd.Function):
             for j in range(k):
                 grad_rows[j : j + width].addmm_(g, taps[j].t())
         if ctx.needs_input_grad[1]:
-            grad_weight = shifted_matmul_weight_grad(rows, g, k).permute(2, 1, 0).contiguous()
+            grad_weight = shifted_matmul_weight_grad(rows, g, k).permute(2, 1, 0)  # the weight's own layout
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = g.sum(0)
         return grad_rows, grad_weight, grad_bias
@@ -221,10 +227,17 @@ def shifted_matmul_conv(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     return _ShiftedMatmulConv.apply(rows, weight, bias)
 
 
-def shifted_matmul_weight_grad(rows: torch.Tensor, grad: torch.Tensor, k: int) -> torch.Tensor:
+def shifted_matmul_weight_grad(
+    rows: torch.Tensor, grad: torch.Tensor, k: int, add_to: torch.Tensor | None = None
+) -> torch.Tensor:
     """The weight gradient of shifted_matmul_conv for an output gradient (P - k + 1, C_out), as
-    (k, C_in, C_out): tap j is rows[j : j + P - k + 1]^T grad."""
+    (k, C_in, C_out): tap j is rows[j : j + P - k + 1]^T grad. `add_to` (k, C_in, C_out): added into it
+    instead, in place, and returned."""
     width = grad.shape[0]
+    if add_to is not None:
+        for j in range(k):
+            add_to[j].addmm_(rows[j : j + width].t(), grad)
+        return add_to
     out = rows.new_empty(k, rows.shape[1], grad.shape[1])
     for j in range(k):
         torch.mm(rows[j : j + width].t(), grad, out=out[j])

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privaudit import models
-from privaudit.dpsgd import PerExampleClipper
+from privaudit.dpsgd import DiracRows, PerExampleClipper
 from privaudit.models import ModelConfig, bert_tiny_config, build_model
 
 
@@ -172,3 +172,16 @@ def test_a_clipped_step_keeps_nothing_of_its_batch_alive(monkeypatch):
         clipper.close()
     gc.collect()
     assert len(packings) == 0
+
+
+def test_dirac_rows_land_at_row_major_positions_in_a_tap_major_gradient():
+    # A packed convolution's weight (and so its gradient) is laid out tap by tap; a gradient canary's flat
+    # position still counts in the weight's row-major order, as the audit reads it back.
+    conv = models.PackedConv1d(3, 2, 2)
+    assert not conv.weight.is_contiguous()
+    grads = [torch.zeros_like(conv.weight)]
+    rows = DiracRows(param=torch.tensor([0, 0]), index=torch.tensor([1, 7]), magnitude=torch.tensor([2.0, -3.0]))
+    rows.add_to(grads, torch.tensor([0.5, 1.0]))
+    expected = torch.zeros(12)
+    expected[1], expected[7] = 1.0, -3.0
+    torch.testing.assert_close(grads[0].reshape(-1), expected)
