@@ -566,7 +566,7 @@ class _PackedConv1dRule(_Conv1dRule):
             return _Conv1dRule.norm_sq(module, (x, g), grams)
         per_row = packing.window_sq_norms(x, module.kernel_size[0])
         if module.bias is not None:
-            per_row = per_row + 1
+            per_row.add_(1.0)  # a fresh tensor
         per_row = F.pad(per_row, (0, 1))  # the zero row's: a constant, no gradient
         return (g.square() * per_row[rows]).sum(1)
 

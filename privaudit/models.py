@@ -93,11 +93,7 @@ class Packing:
         which DP-SGD's clipper takes a max-pooled convolution's per-example norms."""
         if self._sq_norms is None or self._sq_norms[0] is not x:
             self._sq_norms = (x, self.pack(x).pow(2).sum(1))
-        positions, width = self._sq_norms[1], self.size - k + 1
-        window_sq = positions[:width].clone()
-        for j in range(1, k):
-            window_sq += positions[j : j + width]
-        return window_sq
+        return self._sq_norms[1].unfold(0, k, 1).sum(1)  # (P - k + 1, k) windows, a view
 
     def windows(self, k: int) -> torch.Tensor:
         """(B, T - k + 1): where each text's windows start in the packed output; invalid ones point
