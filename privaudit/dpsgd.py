@@ -668,7 +668,7 @@ class _LayerNormRule:
 def _add_weighted_samples(samples: dict[str, torch.Tensor], scale: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
     """Materialised per-example gradients (B, ...) summed with per-example scales, added into `out`."""
     for n, s in samples.items():
-        out[n].add_(torch.einsum("b,b...->...", scale, s))
+        out[n].add_((scale @ s.flatten(1)).view(out[n].shape))  # a matrix-vector product: einsum was 2x slower
 
 
 _RULES = {
