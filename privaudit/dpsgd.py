@@ -46,6 +46,9 @@ class _Call:
     args: tuple
     kwargs: dict
     grad_output: torch.Tensor | None = None
+    # An output the hook made a leaf: autograd leaves its gradient in leaf.grad, moved there, not copied
+    # (a tensor hook keeping a reference would make autograd copy it into .grad as well).
+    leaf: torch.Tensor | None = None
 
 
 @dataclass
@@ -141,21 +144,24 @@ class PerExampleClipper:
                     f"Freeze it (requires_grad=False) or use a layer made of Linear/Conv1d/Embedding/LayerNorm"
                 )
             batch = self._batch_size
+            leaf = None
             if not output.requires_grad:
                 # The first layers see no input that requires grad (their parameters don't, by design):
                 # make their output a leaf so autograd still carries activation gradients through.
-                output = output.detach().requires_grad_(True)
+                output = leaf = output.detach().requires_grad_(True)
             if output.shape[0] == 1 and batch > 1:
                 output = output.expand(batch, *output.shape[1:])
                 args = tuple(_expand_batch(a, batch) for a in args)
+                leaf = None  # the gradient wanted is the expanded output's, per example
             if output.shape[0] != batch:
                 raise PrivauditError(
                     f"DP-SGD: layer {layer.name} ({type(module).__name__}) produced an output whose first "
                     f"dimension ({output.shape[0]}) is not the batch ({batch}); per-example clipping needs it"
                 )
-            call = _Call(args, kwargs)
+            call = _Call(args, kwargs, leaf=leaf)
             layer.calls.append(call)
-            output.register_hook(lambda g: setattr(call, "grad_output", g))
+            if leaf is None:
+                output.register_hook(lambda g: setattr(call, "grad_output", g))
             return output
 
         return hook
@@ -188,6 +194,9 @@ class PerExampleClipper:
         plans = []
         grams: dict = {}  # this step's input Gram matrices, for layers that read the same input
         for layer in self.layers:
+            for c in layer.calls:
+                if c.leaf is not None:
+                    c.grad_output, c.leaf = c.leaf.grad, None
             calls = [c for c in layer.calls if c.grad_output is not None]
             rule = layer.rule
             if len(calls) == 1 and rule is not None and rule.applies(layer.module):
