@@ -753,7 +753,12 @@ def bench_dp(
     archs: Annotated[str, typer.Option(help="Comma-separated architectures.")] = "cnn,bert-tiny",
     batch_size: Annotated[int, typer.Option(help="Batch size of every step.")] = 64,
     steps: Annotated[int, typer.Option(help="Timed steps per block (after warm-up).")] = 30,
-    rounds: Annotated[int, typer.Option(help="Blocks per mode, alternating: the median block is the mode's time.")] = 5,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="Blocks per mode, alternating: the median block is the mode's time, the median round its ratio."
+        ),
+    ] = 5,
     data: Annotated[Optional[Path], typer.Option(help="Data file (default: the built-in demo data set).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -767,12 +772,12 @@ def bench_dp(
     rows = run(archs_list, batch_size, steps, data, device, rounds)
     print_table(
         f"step time by mode, batch {batch_size}, median of {rounds} alternating blocks of {steps} steps "
-        "(ratio to non-DP)",
-        ["arch", "mode", "ms/step", "ratio"],
+        "(ratio to non-DP: the median over rounds of each block over the round's non-DP block)",
+        ["arch", "mode", "ms/step", "ratio", "rounds' ratios"],
         [
-            [r["arch"], r["mode"], f"{r['ms']:.1f}", f"{r['ratio']:.2f}"]
+            [r["arch"], r["mode"], f"{r['ms']:.1f}", f"{r['ratio']:.2f}", "{:.2f}-{:.2f}".format(*r["ratio_range"])]
             if r["error"] is None
-            else [r["arch"], r["mode"], "fails", "-"]
+            else [r["arch"], r["mode"], "fails", "-", "-"]
             for r in rows
         ],
     )

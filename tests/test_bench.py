@@ -13,9 +13,11 @@ def test_bench_dp_times_every_mode_side_by_side():
     noise, rest, dense = NOISE_DRAW, SKIPPED_NOISE, DENSE_NOISE
     opacus = ["Opacus (hooks)", "Opacus (ghost clipping)"]
     assert list(rows) == ["non-DP", "privaudit DP-SGD", dense, *opacus, noise, rest]
-    assert rows["non-DP"]["ratio"] == 1.0
+    assert rows["non-DP"]["ratio"] == 1.0 and rows["non-DP"]["ratio_range"] == (1.0, 1.0)
     for mode in ("privaudit DP-SGD", dense, *opacus, noise, rest):
         assert rows[mode]["error"] is None and rows[mode]["ms"] > 0, rows[mode]
+        low, high = rows[mode]["ratio_range"]
+        assert 0 < low <= rows[mode]["ratio"] <= high, rows[mode]
 
 
 def test_a_large_logical_batch_takes_the_memory_of_its_physical_batch():
