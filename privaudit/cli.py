@@ -41,6 +41,13 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print ratios
 app.add_typer(bench_app, name="bench")
 
 
+def print_machine() -> None:
+    """A benchmark's first line: the machine its figures belong to (ratios change from one CPU to another)."""
+    from .devices import machine_description
+
+    out_console.print(f"machine: {machine_description()}", highlight=False, markup=False)
+
+
 # Choices as Enums, so --help lists them and typer refuses the others. They repeat the library's own
 # lists (checked just below), because a type checker needs each member written out.
 class Optimizer(StrEnum):
@@ -764,6 +771,7 @@ def bench_dp(
 ) -> None:
     """Per-step time of DP-SGD (privaudit's; Opacus's with hooks and ghost clipping, when installed) against
     ordinary training of the same model on the same batches."""
+    print_machine()
     from .bench import bench_dp as run
 
     if rounds < 1:
@@ -796,6 +804,7 @@ def bench_memory(
     steps: Annotated[int, typer.Option(help="DP-SGD steps per configuration (rounded to whole epochs).")] = 8,
 ) -> None:
     """Peak memory of DP-SGD training by logical and physical batch size, each in a fresh process."""
+    print_machine()
     from .bench import bench_memory as run
 
     def pair(text: str) -> tuple[int, int]:
@@ -830,6 +839,7 @@ def bench_backends(
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs of each shadow (default 20).")] = None,
 ) -> None:
     """Shadow-model training on the local process pool against a local Ray instance of the same CPUs."""
+    print_machine()
     from .bench import bench_backends as run
 
     with make_progress() as progress:
@@ -855,6 +865,7 @@ def bench_lira(
     device: DeviceOpt = "auto",
 ) -> None:
     """LiRA end to end (train the target, then mia --attack lira --queries 0) against one target training."""
+    print_machine()
     from .bench import bench_lira as run
 
     with make_progress() as progress:
@@ -898,6 +909,7 @@ def bench_whitebox(
     device: DeviceOpt = "auto",
 ) -> None:
     """White-box one-run DP audit (gradient canaries) at several theoretical epsilons: bounds and time."""
+    print_machine()
     from .bench import bench_whitebox as run
 
     values = comma_separated(epsilons, float, "--epsilons", "1,2,4,8")
@@ -949,6 +961,7 @@ def bench_sweep(
     device: DeviceOpt = "auto",
 ) -> None:
     """A sweep's wall time against the separate train + mia runs it replaces, and again from its cache."""
+    print_machine()
     from .bench import bench_sweep as run
 
     values = comma_separated(epsilons, float, "--epsilons", "1,4,inf")
