@@ -148,7 +148,10 @@ class _WindowMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out, index, grads, key):
         gathered = out.index_select(0, index.reshape(-1)).view(*index.shape, out.shape[1])  # (B, T', C)
-        pooled, window = gathered.max(dim=1)
+        # The same maxima and first-maximum indices as gathered.max(dim=1), by adaptive max pooling's kernel:
+        # on the CPU max(dim=1) with indices took 7x as long (SNIPS CNN, 64 x 18..40 x 100, one thread).
+        pooled, window = F.adaptive_max_pool1d(gathered.transpose(1, 2), 1, return_indices=True)
+        pooled, window = pooled.squeeze(2), window.squeeze(2)
         rows = index.gather(1, window)  # (B, C)
         ctx.save_for_backward(rows)
         ctx.packed_rows = out.shape[0]
