@@ -140,7 +140,7 @@ class _WindowMax(torch.autograd.Function):
 
     Forward: the rows of text i's windows gathered as (B, T', C) (invalid windows read the zero row), and
     their max over T'. Backward: each (text, channel)'s gradient added to the one row its max came from,
-    in the packed layout the convolution's backward reads (ties: the row max() picked, a valid subgradient
+    in the packed layout the convolution's backward reads (ties: the first maximal window, a valid subgradient
     that DP-SGD's per-example norms then see exactly). The padded (B, C, T') gradient that a gather and an
     amax would differentiate through, four passes over it, is never made. The backward also leaves that
     packed gradient in `grads[key]` (DP-SGD's clipped sums read it; a plain tensor, no graph)."""
