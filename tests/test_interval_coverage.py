@@ -1,6 +1,7 @@
 """The intervals' coverage, by simulation: scores of members ~ N(mu, 1) and of non-members ~ N(0, 1),
-where the true TPR at any FPR and the true AUC are known. A 95% interval must contain the truth in a
-share of the trials that a one-sided binomial test (at 1%) cannot tell from at least 95% (`covers`).
+where the true TPR at any FPR and the true AUC are known. A 95% TPR interval (exact, conservative: 299-300
+of 300 trials) must contain the truth in at least 95% of the trials; the AUC's percentile bootstrap, which
+sits at its nominal level, in a share a one-sided binomial test at 1% cannot tell from 95% (`covers`).
 (A Clopper-Pearson interval over members at the empirical threshold, which
 treats the threshold as known, is checked to fall well short, so the test can tell the two apart.)"""
 
@@ -42,8 +43,8 @@ def test_tpr_intervals_cover_the_true_tpr(fpr):
         joint += row.lower_joint <= truth
         lo, hi = fixed_threshold_interval(row, n)
         naive += lo <= truth <= hi
-    assert covers(covered, count, 0.95)
-    assert covers(joint, count, 0.99)
+    assert covered / count >= 0.95
+    assert joint / count >= 0.99
     assert naive / count < 0.9  # the threshold's own uncertainty matters
 
 
