@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .allocator import keep_freed_memory
 from .bundle import ModelBundle, load_bundle
 from .data import load_dataset
 from .demo import demo_dataset
@@ -47,6 +48,7 @@ def bench_dp(
     the model keeps its row, with the error. Two more rows split privaudit's DP-SGD: its noise draw alone,
     and the same steps with zeros where the noise goes (not DP: what hooks, norms and clipped sums cost)."""
     device = resolve_device(device)
+    keep_freed_memory()  # as `fit` does: the steps timed are training's
     dataset = demo_dataset() if data is None else load_dataset(data)
     rows: list[dict] = []
     for arch in archs:

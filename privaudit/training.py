@@ -32,6 +32,7 @@ from .dpsgd import DiracRows, GaussianNoise, LazyNoisyTable, PerExampleClipper, 
 
 if TYPE_CHECKING:
     from privaudit.canaries.gradient import WhiteBoxAudit
+from .allocator import keep_freed_memory
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model, trainable_parameters
 from .optim import DPAdamBC
@@ -267,9 +268,11 @@ def fit(
     Poisson sampling come from operating-system entropy (never from the recorded seed), unless the recipe
     sets an explicit `dp.insecure_seed` for reproducible tests. With DP-SGD, `gradient_canaries` > 0 runs
     the white-box one-run audit (canaries.gradient) inside this training run; its result is `whitebox`.
+    Sets the process's allocator to keep freed memory for the next step (`allocator.keep_freed_memory`).
     """
     if len(train) == 0:
         raise PrivauditError("no training examples")
+    keep_freed_memory()
     recipe = recipe.resolved(len(train))
     epochs, batch_size, physical = recipe.epochs, recipe.batch_size, recipe.physical_batch_size
     assert epochs is not None and batch_size is not None and physical is not None  # resolved with the data size

@@ -65,7 +65,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("report pieces", {"reports.html", "reports.markdown", "reports.junit", "reports.jsondoc"}),
     ("report figures and tables", {"reports.svg", "reports.tables"}),
     ("results", {"headline", "results", "metrics"}),
-    ("foundation", {"__init__", "errors", "fileio", "options", "versions"}),
+    ("foundation", {"__init__", "allocator", "errors", "fileio", "options", "versions"}),
 ]
 
 
