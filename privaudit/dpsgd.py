@@ -320,8 +320,8 @@ class GaussianNoise:
     `seed` makes the stream reproducible instead: for tests only; the guarantee then does not hold against
     anyone who knows it.
 
-    A buffer of SPLIT_DRAW_AT values or more, on a CPU with two cores or more, is drawn as two halves at
-    once, each from its own generator (each re-seeded from OS entropy every step), one on a helper thread:
+    A buffer of SPLIT_DRAW_AT values or more, on the CPU with torch on two threads or more, is drawn as two
+    halves at once, each from its own generator (each re-seeded from OS entropy every step), one on a helper thread:
     torch's CPU sampler is serial, and bert-tiny's 1.45 M Gaussians are 0.14x of an ordinary step on one
     core. It pays only with OpenMP's idle threads spinning briefly (privaudit's GOMP_SPINCOUNT default, set
     on import: README "Performance"); smaller buffers (the CNN's 156 K) lose the hand-over to the thread.
