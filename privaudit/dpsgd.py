@@ -22,10 +22,8 @@ embeddings, shape (1, T, d)) is expanded to the batch so that every example keep
 from __future__ import annotations
 
 import math
-import os
 import secrets
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -287,29 +285,6 @@ def fresh_seed() -> int:
     return secrets.randbits(63)
 
 
-# Buffers this large have their noise drawn in two halves on two threads (GaussianNoise).
-SPLIT_DRAW_AT = 2**20
-_NOISE_THREAD: ThreadPoolExecutor | None = None
-
-
-def _noise_thread() -> ThreadPoolExecutor:
-    """The helper thread that draws a split buffer's second half (one per process, started when first needed)."""
-    global _NOISE_THREAD
-    if _NOISE_THREAD is None:
-        _NOISE_THREAD = ThreadPoolExecutor(1, thread_name_prefix="privaudit-noise")
-    return _NOISE_THREAD
-
-
-def _forget_noise_thread() -> None:
-    # A forked child has the executor but not its thread: work handed to it would wait forever.
-    global _NOISE_THREAD
-    _NOISE_THREAD = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_noise_thread)
-
-
 class GaussianNoise:
     """DP-SGD's Gaussian noise for the gradients of `parameters`, written straight into the .grad buffers.
 
@@ -318,16 +293,12 @@ class GaussianNoise:
     The generator is re-seeded from operating-system entropy at every step, so no seed (in particular not
     the recorded initialisation seed) predicts the noise, and no one step's noise predicts the next's.
     `seed` makes the stream reproducible instead: for tests only; the guarantee then does not hold against
-    anyone who knows it.
-
-    A buffer of SPLIT_DRAW_AT values or more, on the CPU with torch on two threads or more, is drawn as two
-    halves at once, each from its own generator (each re-seeded from OS entropy every step), one on a helper thread:
-    torch's CPU sampler is serial, and bert-tiny's 1.45 M Gaussians are 0.14x of an ordinary step on one
-    core. It pays only with OpenMP's idle threads spinning briefly (privaudit's GOMP_SPINCOUNT default, set
-    on import: README "Performance"); smaller buffers (the CNN's 156 K) lose the hand-over to the thread.
-    (Tried and measured, not kept: drawing the next step's noise in the background during this step, a
-    Box-Muller transform of numpy's PCG64DXSM bits: 1.6x faster than normal_ on one CPU, 1.6x slower on
-    another.)
+    anyone who knows it. (Tried and measured, README "Performance": drawing the noise in two halves on two
+    threads halves the draw alone, but inside a step torch's idle OpenMP worker spins on the second core for
+    longer than the draw (libgomp's spin count: 100,000 or more pauses), so the step gains nothing; with a
+    spin short enough for the split to pay (30,000), ordinary training slows by as much. A Box-Muller
+    transform of numpy's PCG64DXSM bits was 1.6x faster than normal_ on one CPU and 1.6x slower on another,
+    3% of a bert-tiny step at best.)
     """
 
     def __init__(
@@ -347,28 +318,15 @@ class GaussianNoise:
         self._strides = [torch.empty_like(p, device="meta").stride() for p in parameters]
         self._views: list[torch.Tensor] = []
         self.generator = torch.Generator(device=device)
-        split = total >= SPLIT_DRAW_AT and self.buffer.device.type == "cpu" and torch.get_num_threads() >= 2
-        # The second half's generator, when the draw is split; `draw` (table rows) uses `generator` only.
-        self._second = torch.Generator(device=device) if split else None
         self.reproducible = seed is not None
         if seed is not None:
             self.generator.manual_seed(seed)
-            if self._second is not None:
-                self._second.manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0]))
 
     def start_step(self) -> None:
         """Sets every parameter's .grad to fresh noise."""
         if not self.reproducible:
             self.generator.manual_seed(fresh_seed())
-            if self._second is not None:
-                self._second.manual_seed(fresh_seed())
-        if self._second is None:
-            self.buffer.normal_(0.0, self.std, generator=self.generator)
-        else:
-            half = len(self.buffer) // 2
-            second = _noise_thread().submit(self.buffer[half:].normal_, 0.0, self.std, generator=self._second)
-            self.buffer[:half].normal_(0.0, self.std, generator=self.generator)
-            second.result()
+        self.buffer.normal_(0.0, self.std, generator=self.generator)
         self._expose_buffer()
 
     def _expose_buffer(self) -> None:

@@ -5,10 +5,9 @@ broken DP-SGD variants in test_dp_bug_zoo.py, where it must fail.)"""
 import dp_checks
 import pytest
 import torch
-from scipy.stats import kstest
 from torch import nn
 
-from privaudit import dpsgd, training
+from privaudit import training
 from privaudit.dpsgd import GaussianNoise, PerExampleClipper
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
@@ -99,38 +98,3 @@ def test_averaging_refuses_a_gradient_that_no_longer_holds_the_noise():
     layer.weight.grad = torch.zeros_like(layer.weight)
     with pytest.raises(RuntimeError, match="replaced"):
         noise.divide(4.0)
-
-
-def split_noise(monkeypatch, seed=None) -> GaussianNoise:
-    """GaussianNoise over 5,050 coordinates, drawn as two halves on two threads (as for bert-tiny's 1.45 M)."""
-    monkeypatch.setattr(dpsgd, "SPLIT_DRAW_AT", 1000)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    noise = GaussianNoise(list(nn.Linear(100, 50).parameters()), std=0.7, seed=seed)
-    assert noise._second is not None
-    return noise
-
-
-def test_both_halves_of_a_split_draw_are_fresh_gaussian_noise(monkeypatch):
-    halves = []
-    for _ in range(3):  # three trainings' noise, two steps each
-        noise = split_noise(monkeypatch)
-        for _ in range(2):
-            noise.start_step()
-            half = len(noise.buffer) // 2
-            halves += [noise.buffer[:half].clone(), noise.buffer[half:].clone()]
-    for h in halves:  # p < 1e-6 by chance
-        assert kstest(h.numpy(), "norm", args=(0.0, 0.7)).pvalue > 1e-6
-    # A generator that is not re-seeded from fresh entropy repeats itself across trainings (torch's default
-    # seed) or steps: no two halves may be alike (|r| < 0.15 is 7 standard deviations for 2,525 values).
-    n = min(len(h) for h in halves)
-    r = torch.corrcoef(torch.stack([h[:n] for h in halves]))
-    assert r.fill_diagonal_(0).abs().max() < 0.15
-
-
-def test_a_seeded_split_draw_is_reproducible_in_both_halves(monkeypatch):
-    first, again, other = (split_noise(monkeypatch, seed) for seed in (5, 5, 6))
-    for noise in (first, again, other):
-        noise.start_step()
-    half = len(first.buffer) // 2
-    assert torch.equal(first.buffer, again.buffer)
-    assert not torch.equal(first.buffer[half:], other.buffer[half:])

@@ -1,7 +1,6 @@
 """The process settings privaudit makes for training speed (README "Performance"): the allocator `fit` sets
-(DP-SGD's steps stop taking page faults), and OpenMP's shorter spin (set on import, unless the user set one)."""
+(DP-SGD's steps stop taking page faults)."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -56,14 +55,3 @@ def test_dp_steps_keep_their_memory_instead_of_faulting_it_in_again():
     # glibc's adaptive thresholds hand a step's large tensors back to the kernel: hundreds of page faults a step
     assert default > 100, default
     assert kept < default / 10, (kept, default)
-
-
-@pytest.mark.parametrize(
-    "given, expected",
-    [({}, "100000"), ({"GOMP_SPINCOUNT": "7"}, "7"), ({"OMP_WAIT_POLICY": "ACTIVE"}, None)],
-)
-def test_openmp_spin_is_shortened_unless_the_user_chose_a_wait(given, expected):
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")} | given
-    code = "import os, privaudit; print(os.environ.get('GOMP_SPINCOUNT'))"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == str(expected)
