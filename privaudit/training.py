@@ -295,9 +295,16 @@ def fit(
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     model.train()
 
+    lengths = np.array([len(sequence) for sequence in sequences])
+
     def batch(indices) -> list[Batch]:
         """The examples at `indices` as chunks of at most the physical batch, padded chunk by chunk (under
-        DP-SGD also to a multiple of ROW_MULTIPLE rows: see with_ignored_rows)."""
+        DP-SGD also to a multiple of ROW_MULTIPLE rows: see with_ignored_rows). A step of several chunks takes
+        its examples shortest first, so that each chunk pads to its own longest text, not the step's: the
+        step's gradient is a sum over its examples (clipped one by one under DP-SGD), which their order
+        does not change."""
+        if len(indices) > physical:
+            indices = indices[np.argsort(lengths[indices], kind="stable")]
         chunks = []
         for start in range(0, len(indices), physical):
             part = indices[start : start + physical]
