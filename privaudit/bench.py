@@ -39,6 +39,7 @@ def bench_dp(
     data: str | Path | None = None,
     device: str = "auto",
     rounds: int = ROUNDS,
+    physical_batch_size: int | None = None,
 ) -> list[dict]:
     """Per-step time of every mode on each architecture: ordinary training, privaudit's DP-SGD, and Opacus
     (when installed) with per-sample-gradient hooks and with ghost clipping. Every mode trains its own copy
@@ -46,7 +47,12 @@ def bench_dp(
     between the modes. A mode's time is its median block; its ratio is the median over rounds of its block
     over the same round's non-DP block, with the rounds' lowest and highest ratio. A mode that cannot run
     the model keeps its row, with the error. Two more rows split privaudit's DP-SGD: its noise draw alone,
-    and the same steps with zeros where the noise goes (not DP: what hooks, norms and clipped sums cost)."""
+    and the same steps with zeros where the noise goes (not DP: what hooks, norms and clipped sums cost).
+    A `physical_batch_size` below `batch_size` cuts every step into passes of at most that many examples,
+    shortest first, as `fit` does (bert-tiny's DP recipe: 1,024 in passes of 64): ordinary training then
+    accumulates the passes' gradients, DP-SGD draws its noise once a step; Opacus's rows run single passes
+    only and say so."""
+    physical = physical_batch_size or batch_size
     device = resolve_device(device)
     keep_freed_memory()  # as `fit` does: the steps timed are training's
     dataset = demo_dataset() if data is None else load_dataset(data)
@@ -56,14 +62,23 @@ def bench_dp(
         torch.manual_seed(0)
         classifier = build_classifier(recipe, dataset.texts, dataset.label_names)
         rng = np.random.default_rng(0)
-        batches = []
+        batches = []  # each step's passes
         for _ in range(steps):
             idx = rng.choice(len(dataset), batch_size, replace=False)
-            ids, mask = encode(
-                classifier.tokenizer, [dataset.texts[i] for i in idx], recipe.max_len, classifier.config.pad_id
-            )
-            targets = classifier.label_ids([dataset.labels[i] for i in idx]).cpu()
-            batches.append((ids.to(device), mask.to(device), targets.to(device)))
+            if physical < batch_size:
+                lengths = [
+                    len(s) for s in token_ids(classifier.tokenizer, [dataset.texts[i] for i in idx], recipe.max_len)
+                ]
+                idx = idx[np.argsort(lengths, kind="stable")]
+            step = []
+            for start in range(0, batch_size, physical):
+                part = idx[start : start + physical]
+                ids, mask = encode(
+                    classifier.tokenizer, [dataset.texts[i] for i in part], recipe.max_len, classifier.config.pad_id
+                )
+                targets = classifier.label_ids([dataset.labels[i] for i in part]).cpu()
+                step.append((ids.to(device), mask.to(device), targets.to(device)))
+            batches.append(step)
         initial = classifier.model.to(device).train()
         runners, errors, cleanups = {}, {}, []
         for mode, build in _MODES.items():
@@ -108,8 +123,8 @@ def _plain_mode(model, recipe, batches, batch_size, device):
     optimizer = make_optimizer(recipe.without_dp(), model.parameters())  # adam-bc without DP noise: Adam
 
     def run():
-        for chunk in batches:
-            nondp_step(model, optimizer, [chunk])
+        for step in batches:
+            nondp_step(model, optimizer, step)
 
     return run, lambda: None
 
@@ -124,8 +139,8 @@ def _dp_mode(noise_class: type[GaussianNoise], lazy_tables: bool = True):
         clipper, noise, optimizer, tables = update.clipper, update.noise, update.optimizer, update.tables
 
         def run():
-            for chunk in batches:
-                dp_step(clipper, noise, model, optimizer, [chunk], batch_size, tables=tables)
+            for step in batches:
+                dp_step(clipper, noise, model, optimizer, step, batch_size, tables=tables)
 
         return run, update.close
 
@@ -140,10 +155,11 @@ def _noise_mode(model, recipe, batches, batch_size, device):
     widths = [table.weight.shape[1] for table in update.tables]
 
     def run():
-        for ids, _, _ in batches:
+        for step in batches:
             update.noise.start_step()
+            rows = len(torch.unique(torch.cat([ids.flatten() for ids, _, _ in step])))
             for width in widths:
-                update.noise.draw(len(torch.unique(ids)), width)
+                update.noise.draw(rows, width)
 
     return run, lambda: None
 
@@ -171,6 +187,9 @@ def _opacus_mode(ghost: bool):
         import torch.nn.functional as F
         from torch import nn
 
+        if any(len(step) > 1 for step in batches):
+            raise RuntimeError("not run on steps of several passes here (--physical-batch-size)")
+        passes = [step[0] for step in batches]
         if isinstance(model, CNNClassifier):
             model.packed = False  # Opacus's per-sample rules need a plain Conv1d call: the padded convolution
         noise = {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "expected_batch_size": batch_size}
@@ -188,7 +207,7 @@ def _opacus_mode(ghost: bool):
             )
 
             def run():
-                for ids, mask, y in batches:
+                for ids, mask, y in passes:
                     optimizer.zero_grad(set_to_none=True)
                     criterion(module(ids, mask), y).backward()
                     optimizer.step()
@@ -201,7 +220,7 @@ def _opacus_mode(ghost: bool):
             optimizer = DPOptimizer(make_optimizer(recipe, module.parameters()), loss_reduction="sum", **noise)
 
             def run():
-                for ids, mask, y in batches:
+                for ids, mask, y in passes:
                     optimizer.zero_grad(set_to_none=True)
                     F.cross_entropy(module(ids, mask), y, reduction="sum").backward()
                     optimizer.step()

@@ -759,6 +759,10 @@ def report(
 def bench_dp(
     archs: Annotated[str, typer.Option(help="Comma-separated architectures.")] = "cnn,bert-tiny",
     batch_size: Annotated[int, typer.Option(help="Batch size of every step.")] = 64,
+    physical_batch_size: Annotated[
+        Optional[int],
+        typer.Option(help="Passes of at most this many examples a step, shortest first, as training takes them."),
+    ] = None,
     steps: Annotated[int, typer.Option(help="Timed steps per block (after warm-up).")] = 30,
     rounds: Annotated[
         int,
@@ -776,10 +780,13 @@ def bench_dp(
 
     if rounds < 1:
         raise PrivauditError("--rounds must be at least 1")
+    if batch_size < 1 or (physical_batch_size is not None and physical_batch_size < 1):
+        raise PrivauditError("--batch-size and --physical-batch-size must be at least 1")
     archs_list = comma_separated(archs, str.strip, "--archs", "cnn,bert-tiny")
-    rows = run(archs_list, batch_size, steps, data, device, rounds)
+    rows = run(archs_list, batch_size, steps, data, device, rounds, physical_batch_size)
+    passes = f" in passes of {physical_batch_size}" if physical_batch_size and physical_batch_size < batch_size else ""
     print_table(
-        f"step time by mode, batch {batch_size}, median of {rounds} alternating blocks of {steps} steps "
+        f"step time by mode, batch {batch_size}{passes}, median of {rounds} alternating blocks of {steps} steps "
         "(ratio to non-DP: the median over rounds of each block over the round's non-DP block)",
         ["arch", "mode", "ms/step", "ratio", "rounds' ratios"],
         [

@@ -20,6 +20,14 @@ def test_bench_dp_times_every_mode_side_by_side():
         assert 0 < low <= rows[mode]["ratio"] <= high, rows[mode]
 
 
+def test_bench_dp_takes_a_logical_batch_in_passes_as_training_does():
+    rows = {r["mode"]: r for r in bench_dp(["cnn"], batch_size=32, steps=1, rounds=2, physical_batch_size=8)}
+    for mode in ("non-DP", "privaudit DP-SGD", NOISE_DRAW, SKIPPED_NOISE):
+        assert rows[mode]["error"] is None and rows[mode]["ms"] > 0, rows[mode]
+    for mode in ("Opacus (hooks)", "Opacus (ghost clipping)"):  # its row stays, saying why it has no figure
+        assert "several passes" in rows[mode]["error"] or "not installed" in rows[mode]["error"]
+
+
 def test_a_large_logical_batch_takes_the_memory_of_its_physical_batch():
     small, accumulated, whole = bench_memory([(32, 32), (512, 32), (512, 512)], steps=4)
     assert accumulated["peak_mb"] <= 1.2 * small["peak_mb"]
