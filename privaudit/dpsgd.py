@@ -189,8 +189,7 @@ class PerExampleClipper:
 
     def _plan(self):
         """Per layer, what its clipped sum needs; and every example's gradient norm over all layers."""
-        batch = None
-        norm_sq = 0.0
+        squares = []  # each layer's per-example squared norms, summed once at the end (one op, not one a layer)
         plans = []
         grams: dict = {}  # this step's input Gram matrices, for layers that read the same input
         for layer in self.layers:
@@ -210,10 +209,9 @@ class PerExampleClipper:
             else:  # layer unused in this forward: its gradient is zero for every example
                 plans.append((layer, None, None, None))
                 continue
-            norm_sq = norm_sq + sq
-            batch = sq.shape[0]
+            squares.append(sq)
             layer.calls.clear()
-        norms = torch.sqrt(norm_sq) if batch is not None else torch.zeros(0, device=self._device)
+        norms = torch.stack(squares).sum(0).sqrt_() if squares else torch.zeros(0, device=self._device)
         return plans, norms
 
     def _add_summed(self, plans, scale: torch.Tensor, extra: DiracRows | None, into: list[torch.Tensor]) -> None:
@@ -489,8 +487,8 @@ class _LinearRule:
     @staticmethod
     def norm_sq(module, state, grams):
         a, g, bias_grads = state
-        sq = _matmul_norm_sq(a, g, grams)
-        if module.bias is not None:
+        sq, bias_included = _matmul_norm_sq(a, g, grams, module.bias is not None)
+        if module.bias is not None and not bias_included:
             sq = sq + torch.linalg.vector_norm(bias_grads, dim=1).square_()
         return sq
 
@@ -599,21 +597,25 @@ class _PackedConv1dRule(_Conv1dRule):
             out["bias"].addmv_(g.t(), scale)
 
 
-def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor, grams: dict) -> torch.Tensor:
-    """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form.
+def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor, grams: dict, bias: bool = False) -> tuple[torch.Tensor, bool]:
+    """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form; and whether it
+    includes the bias's ||sum_t g_it||^2 (asked for by `bias`), which the one-position and ghost forms fold in
+    at no cost: the bias is a weight on an input of ones, so its Gram term is all ones (a_s . a_t + 1).
 
     The ghost form's input Gram a_i a_i^T is computed once for the layers that read the same input
     (attention's query, key and value): `grams` holds this step's, keyed by the input's storage, shape and
-    strides (activations are not modified in place during a backward; each entry keeps its input alive)."""
+    strides and the bias (activations are not modified in place during a backward; each entry keeps its
+    input alive)."""
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
     if t == 1:
-        return a.pow(2).sum((1, 2)) * g.pow(2).sum((1, 2))
+        return (a.pow(2).sum((1, 2)) + float(bias)) * g.pow(2).sum((1, 2)), bias
     if t * (d_in + d_out) < d_in * d_out:
-        key = (a.data_ptr(), a.shape, a.stride(), a.dtype)
+        key = (a.data_ptr(), a.shape, a.stride(), a.dtype, bias)
         if key not in grams:
-            grams[key] = (a, torch.bmm(a, a.transpose(1, 2)))
-        return (grams[key][1] * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
-    return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
+            gram = torch.bmm(a, a.transpose(1, 2))
+            grams[key] = (a, gram.add_(1.0) if bias else gram)
+        return (grams[key][1] * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)), bias
+    return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2)), False
 
 
 class _EmbeddingRule:
