@@ -27,7 +27,7 @@ from .dpsgd import GaussianNoise
 from .models import CNNClassifier
 from .recipe import DPSettings, TrainingRecipe
 from .tokenization import encode, token_ids
-from .training import build_classifier, dp_step, dp_update, make_optimizer, nondp_step
+from .training import build_classifier, dp_step, dp_update, make_optimizer, nondp_step, pass_indices
 
 ROUNDS = 5
 
@@ -61,18 +61,13 @@ def bench_dp(
         recipe = _dp_recipe(arch, batch_size, len(dataset))
         torch.manual_seed(0)
         classifier = build_classifier(recipe, dataset.texts, dataset.label_names)
+        lengths = np.array([len(s) for s in token_ids(classifier.tokenizer, dataset.texts, recipe.max_len)])
         rng = np.random.default_rng(0)
-        batches = []  # each step's passes
+        batches = []  # each step's passes, as `fit` cuts them
         for _ in range(steps):
             idx = rng.choice(len(dataset), batch_size, replace=False)
-            if physical < batch_size:
-                lengths = [
-                    len(s) for s in token_ids(classifier.tokenizer, [dataset.texts[i] for i in idx], recipe.max_len)
-                ]
-                idx = idx[np.argsort(lengths, kind="stable")]
             step = []
-            for start in range(0, batch_size, physical):
-                part = idx[start : start + physical]
+            for part in pass_indices(idx, lengths, physical):
                 ids, mask = encode(
                     classifier.tokenizer, [dataset.texts[i] for i in part], recipe.max_len, classifier.config.pad_id
                 )

@@ -487,10 +487,7 @@ class _LinearRule:
     @staticmethod
     def norm_sq(module, state, grams):
         a, g, bias_grads = state
-        sq, bias_included = _matmul_norm_sq(a, g, grams, module.bias is not None)
-        if module.bias is not None and not bias_included:
-            sq = sq + torch.linalg.vector_norm(bias_grads, dim=1).square_()
-        return sq
+        return _matmul_norm_sq(a, g, grams, bias_grads)
 
     @staticmethod
     def add_clipped_sum(module, state, scale, out):
@@ -597,25 +594,27 @@ class _PackedConv1dRule(_Conv1dRule):
             out["bias"].addmv_(g.t(), scale)
 
 
-def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor, grams: dict, bias: bool = False) -> tuple[torch.Tensor, bool]:
-    """||g_i^T a_i||_F^2 for each i, by the cheaper of the ghost (Gram) and the direct form; and whether it
-    includes the bias's ||sum_t g_it||^2 (asked for by `bias`), which the one-position and ghost forms fold in
-    at no cost: the bias is a weight on an input of ones, so its Gram term is all ones (a_s . a_t + 1).
+def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor, grams: dict, bias_grads: torch.Tensor | None) -> torch.Tensor:
+    """||g_i^T a_i||_F^2 + ||b_i||^2 for each i (b_i = sum_t g_it, the bias's gradient, when `bias_grads` is
+    given), by the cheaper of the ghost (Gram) and the direct form. The one-position and ghost forms fold the
+    bias in at no cost: it is a weight on an input of ones, so its Gram term is all ones (a_s . a_t + 1).
 
     The ghost form's input Gram a_i a_i^T is computed once for the layers that read the same input
     (attention's query, key and value): `grams` holds this step's, keyed by the input's storage, shape and
-    strides and the bias (activations are not modified in place during a backward; each entry keeps its
-    input alive)."""
+    strides and whether a bias is folded in (activations are not modified in place during a backward; each
+    entry keeps its input alive)."""
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    bias = bias_grads is not None
     if t == 1:
-        return (a.pow(2).sum((1, 2)) + float(bias)) * g.pow(2).sum((1, 2)), bias
+        return (a.pow(2).sum((1, 2)) + float(bias)) * g.pow(2).sum((1, 2))
     if t * (d_in + d_out) < d_in * d_out:
         key = (a.data_ptr(), a.shape, a.stride(), a.dtype, bias)
         if key not in grams:
             gram = torch.bmm(a, a.transpose(1, 2))
             grams[key] = (a, gram.add_(1.0) if bias else gram)
-        return (grams[key][1] * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)), bias
-    return torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2)), False
+        return (grams[key][1] * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+    sq = torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
+    return sq if bias_grads is None else sq + torch.linalg.vector_norm(bias_grads, dim=1).square_()
 
 
 class _EmbeddingRule:

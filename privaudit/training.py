@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from .accounting import PrivacyGuarantee, account, calibrate_noise, default_delta
+from .allocator import keep_freed_memory
 from .classifier import TextClassifier
 from .data import TextDataset, member_split
 from .devices import resolve_device
@@ -32,7 +33,6 @@ from .dpsgd import DiracRows, GaussianNoise, LazyNoisyTable, PerExampleClipper, 
 
 if TYPE_CHECKING:
     from privaudit.canaries.gradient import WhiteBoxAudit
-from .allocator import keep_freed_memory
 from .errors import PrivauditError
 from .models import ModelConfig, bert_tiny_config, build_model, trainable_parameters
 from .optim import DPAdamBC
@@ -167,6 +167,16 @@ def with_ignored_rows(chunk: Batch, physical: int) -> Batch:
     )
 
 
+def pass_indices(indices: np.ndarray, lengths: np.ndarray, physical: int) -> list[np.ndarray]:
+    """A step's examples (`indices`, with every example's token count in `lengths`) as passes of at most
+    `physical`. A step of several passes takes its examples shortest first, so that each pass pads to its own
+    longest text, not the step's: the step's gradient is a sum over its examples (clipped one by one under
+    DP-SGD), which their order does not change."""
+    if len(indices) > physical:
+        indices = indices[np.argsort(lengths[indices], kind="stable")]
+    return [indices[start : start + physical] for start in range(0, len(indices), physical)]
+
+
 def nondp_step(model, optimizer, chunks: list[Batch]) -> None:
     """One ordinary step on a batch given as chunks (gradient accumulation): the mean loss over the batch."""
     optimizer.zero_grad(set_to_none=True)
@@ -298,16 +308,10 @@ def fit(
     lengths = np.array([len(sequence) for sequence in sequences])
 
     def batch(indices) -> list[Batch]:
-        """The examples at `indices` as chunks of at most the physical batch, padded chunk by chunk (under
-        DP-SGD also to a multiple of ROW_MULTIPLE rows: see with_ignored_rows). A step of several chunks takes
-        its examples shortest first, so that each chunk pads to its own longest text, not the step's: the
-        step's gradient is a sum over its examples (clipped one by one under DP-SGD), which their order
-        does not change."""
-        if len(indices) > physical:
-            indices = indices[np.argsort(lengths[indices], kind="stable")]
+        """The examples at `indices` as passes (`pass_indices`), padded pass by pass (under DP-SGD also to a
+        multiple of ROW_MULTIPLE rows: see with_ignored_rows)."""
         chunks = []
-        for start in range(0, len(indices), physical):
-            part = indices[start : start + physical]
+        for part in pass_indices(indices, lengths, physical):
             ids, mask = pad_batch([sequences[i] for i in part], classifier.config.pad_id)
             targets = targets_all[torch.as_tensor(part, device=device, dtype=torch.long)]
             chunk = (ids.to(device), mask.to(device), targets)
