@@ -358,12 +358,16 @@ class LazyNoisyTable:
     SGD (no momentum, no weight decay) turns a step into W -= lr / B (clipped sum + noise): linear in the noise.
     A row that no example of the step looks up has a zero clipped sum, so its update is noise alone, and k such
     updates add up to lr / B N(0, k s^2) (the noise is symmetric, so its sign does not matter): one draw, with
-    the variance of every step the row missed. So a row's noise is drawn when the row is next read (a forward
-    pre-hook on the table, before the lookup) and, for every row, at `finish`. Each value training reads, and
-    the final table, have exactly the distribution the dense mechanism gives them; the rows drawn per step are
-    the batch's tokens, not the vocabulary (on the SNIPS CNN, 1.6 M Gaussians a step were 0.46x of an
-    ordinary step). The draws come from `noise`'s generator, re-seeded from OS entropy every step.
+    the variance of every step the row missed. So a row's updates wait until the row is next read (a forward
+    pre-hook on the table, before the lookup) or training ends (`finish`): then the clipped sum of the step
+    that last read it (held in the table's gradient buffer) and the noise of every step since are added in one
+    draw and one update. Each value training reads, and the final table, have exactly the distribution the
+    dense mechanism gives them; the rows drawn per step are the batch's tokens, once each, not the vocabulary
+    (on the SNIPS CNN, 1.6 M Gaussians a step were 0.46x of an ordinary step). The draws come from `noise`'s
+    generator, re-seeded from OS entropy every step.
 
+    Between steps every row is what dense DP-SGD made it when the row was last read, a function of the dense
+    mechanism's transcript: a clipped sum reaches the weights only together with its step's noise.
     Only exact when nothing else reads or moves the table during training: the clipper checks that only the
     table's own forward reads it, and training uses it only without gradient canaries (which write into unread
     rows) and without weight decay (which moves unread rows)."""
@@ -372,50 +376,41 @@ class LazyNoisyTable:
         self.weight = module.weight
         self.noise = noise
         self.step_scale = lr / expected_batch_size
-        # The clipper adds the step's clipped sums here; only the rows read are ever non-zero, and reset.
+        # The clipper adds the step's clipped sums here; a row keeps its sum until its update is added.
         self.grad = torch.zeros_like(self.weight)
         self.weight.grad = self.grad
         self.steps_done = 0
-        self.noise_steps = torch.zeros(len(self.weight), dtype=torch.long, device=self.weight.device)
-        self.read: list[torch.Tensor] = []
+        # Per row: the number of steps whose update the row holds.
+        self.steps_held = torch.zeros(len(self.weight), dtype=torch.long, device=self.weight.device)
         self._hook = module.register_forward_pre_hook(self._before_lookup, with_kwargs=True)
 
     def _before_lookup(self, module, args, kwargs) -> None:
-        rows = torch.unique(args[0] if args else kwargs["input"])
-        self.read.append(rows)
-        self._add_missed_noise(rows)
+        self._bring_up_to_date(torch.unique(args[0] if args else kwargs["input"]))
 
     @torch.no_grad()
-    def _add_missed_noise(self, rows: torch.Tensor) -> None:
-        """Brings `rows` up to date: the noise of every finished step they do not hold yet, in one draw each."""
-        missed = self.steps_done - self.noise_steps[rows]
+    def _bring_up_to_date(self, rows: torch.Tensor) -> None:
+        """Adds to `rows` the update of every finished step they do not hold yet: W -= lr / B (the clipped sum
+        waiting in the gradient + N(0, k s^2) for the k steps missed), in one draw. A row read earlier in the
+        same step holds every finished step already; its gradient is then this step's sum, still growing."""
+        missed = self.steps_done - self.steps_held[rows]
         behind = missed > 0
-        rows, missed = rows[behind], missed[behind]
+        if not bool(behind.all()):
+            rows, missed = rows[behind], missed[behind]
         if len(rows):
-            scale = missed.to(self.weight.dtype).sqrt_().mul_(self.step_scale).unsqueeze(1)
-            self.weight.index_add_(0, rows, self.noise.draw(len(rows), self.weight.shape[1]).mul_(scale))
-            self.noise_steps[rows] = self.steps_done
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """The SGD update of the step's clipped sums, with this step's noise for the rows it moved; the other
-        rows' noise is owed until they are read. So between steps every row is what dense DP-SGD made it at
-        the row's last read: a function of the dense mechanism's transcript, never a clipped sum unnoised."""
-        self.steps_done += 1
-        if self.read:
-            rows = self.read[0] if len(self.read) == 1 else torch.unique(torch.cat(self.read))
-            # A row read this step was brought up to date before the read, so it owes this step's noise
-            # only: W -= lr / B (clipped sum + N(0, s^2)), in one draw and one update.
-            update = self.grad[rows].add_(self.noise.draw(len(rows), self.weight.shape[1]))
+            scale = missed.to(self.weight.dtype).sqrt_().unsqueeze(1)
+            update = self.noise.draw(len(rows), self.weight.shape[1]).mul_(scale).add_(self.grad[rows])
             self.weight.index_add_(0, rows, update, alpha=-self.step_scale)
             self.grad.index_fill_(0, rows, 0.0)
-            self.noise_steps[rows] = self.steps_done
-        self.read.clear()
+            self.steps_held[rows] = self.steps_done
+
+    def step(self) -> None:
+        """Ends a step: its update waits, clipped sums in the gradient, until each row is next read."""
+        self.steps_done += 1
 
     def finish(self) -> None:
-        """Every row's owed noise added (the table is then what dense DP-SGD would have made it); unhooked."""
+        """Every row's waiting updates added (the table is then what dense DP-SGD would have made it); unhooked."""
         self._hook.remove()
-        self._add_missed_noise(torch.arange(len(self.weight), device=self.weight.device))
+        self._bring_up_to_date(torch.arange(len(self.weight), device=self.weight.device))
         self.weight.grad = None
 
 

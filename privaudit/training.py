@@ -205,7 +205,8 @@ def dp_step(
     An empty Poisson sample still takes a step: a pure-noise update, as the accountant assumes.
     `canary_rows` are further sampled examples given as gradients (the white-box audit's canaries), clipped
     with the last chunk; `observe()` runs once the privatised gradient is in p.grad, before the update.
-    `tables` update themselves after the optimizer (plain SGD, their noise drawn lazily: LazyNoisyTable).
+    `tables` (plain SGD, their noise drawn lazily: LazyNoisyTable) count the step; each row's update waits for
+    its next read.
     """
     noise.start_step()
     chunks = [chunk for chunk in chunks if len(chunk[2])]
