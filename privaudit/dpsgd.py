@@ -382,10 +382,15 @@ class LazyNoisyTable:
         self.steps_done = 0
         # Per row: the number of steps whose update the row holds.
         self.steps_held = torch.zeros(len(self.weight), dtype=torch.long, device=self.weight.device)
+        self._marked = torch.zeros(len(self.weight), dtype=torch.bool, device=self.weight.device)
         self._hook = module.register_forward_pre_hook(self._before_lookup, with_kwargs=True)
 
     def _before_lookup(self, module, args, kwargs) -> None:
-        self._bring_up_to_date(torch.unique(args[0] if args else kwargs["input"]))
+        # The distinct rows, sorted, by marking them: twice as fast as torch.unique on a batch's ids (CPU).
+        self._marked.index_fill_(0, (args[0] if args else kwargs["input"]).reshape(-1).long(), True)
+        rows = self._marked.nonzero().squeeze(1)
+        self._marked.index_fill_(0, rows, False)
+        self._bring_up_to_date(rows)
 
     @torch.no_grad()
     def _bring_up_to_date(self, rows: torch.Tensor) -> None:
@@ -397,9 +402,10 @@ class LazyNoisyTable:
         if not bool(behind.all()):
             rows, missed = rows[behind], missed[behind]
         if len(rows):
-            scale = missed.to(self.weight.dtype).sqrt_().unsqueeze(1)
-            update = self.noise.draw(len(rows), self.weight.shape[1]).mul_(scale).add_(self.grad[rows])
-            self.weight.index_add_(0, rows, update, alpha=-self.step_scale)
+            # -lr / B folded into the operands: index_add_ with an alpha took twice as long (torch 2.13, CPU).
+            scale = missed.to(self.weight.dtype).sqrt_().mul_(-self.step_scale).unsqueeze(1)
+            update = self.grad[rows].mul_(-self.step_scale)
+            self.weight.index_add_(0, rows, update.addcmul_(self.noise.draw(len(rows), self.weight.shape[1]), scale))
             self.grad.index_fill_(0, rows, 0.0)
             self.steps_held[rows] = self.steps_done
 
