@@ -311,10 +311,14 @@ class GaussianNoise:
         total = sum(p.numel() for p in parameters)
         dtype = parameters[0].dtype if parameters else torch.float32
         self.buffer = torch.empty(total, device=device, dtype=dtype)
-        # Each .grad in its parameter's memory layout, as autograd lays gradients out (torch.empty_like's
-        # strides: the parameter's own when it is dense, row-major otherwise).
-        self._strides = [torch.empty_like(p, device="meta").stride() for p in parameters]
-        self._views: list[torch.Tensor] = []
+        # Each .grad is its parameter's slice of the buffer, in the parameter's memory layout, as autograd lays
+        # gradients out (torch.empty_like's strides: the parameter's own when it is dense, row-major otherwise).
+        # The buffer is refilled in place, so the slices are made once.
+        self._views = []
+        offset = 0
+        for p in parameters:
+            self._views.append(self.buffer.as_strided(p.shape, torch.empty_like(p, device="meta").stride(), offset))
+            offset += p.numel()
         self.generator = torch.Generator(device=device)
         self.reproducible = seed is not None
         if seed is not None:
@@ -329,12 +333,8 @@ class GaussianNoise:
 
     def _expose_buffer(self) -> None:
         """Every parameter's .grad becomes its slice of the buffer."""
-        offset = 0
-        self._views = []
-        for p, strides in zip(self.parameters, self._strides):
-            p.grad = self.buffer.as_strided(p.shape, strides, offset)
-            self._views.append(p.grad)
-            offset += p.numel()
+        for p, view in zip(self.parameters, self._views):
+            p.grad = view
 
     def divide(self, count: float) -> None:
         """Divides every parameter's .grad (noise + clipped sum) by `count`, DP-SGD's 1/B: one pass over the
@@ -383,6 +383,7 @@ class LazyNoisyTable:
         # Per row: the number of steps whose update the row holds.
         self.steps_held = torch.zeros(len(self.weight), dtype=torch.long, device=self.weight.device)
         self._marked = torch.zeros(len(self.weight), dtype=torch.bool, device=self.weight.device)
+        self._read_in_step = False  # whether a row may already hold every finished step
         self._hook = module.register_forward_pre_hook(self._before_lookup, with_kwargs=True)
 
     def _before_lookup(self, module, args, kwargs) -> None:
@@ -391,15 +392,18 @@ class LazyNoisyTable:
         rows = self._marked.nonzero().squeeze(1)
         self._marked.index_fill_(0, rows, False)
         self._bring_up_to_date(rows)
+        self._read_in_step = True
 
     @torch.no_grad()
     def _bring_up_to_date(self, rows: torch.Tensor) -> None:
         """Adds to `rows` the update of every finished step they do not hold yet: W -= lr / B (the clipped sum
         waiting in the gradient + N(0, k s^2) for the k steps missed), in one draw. A row read earlier in the
         same step holds every finished step already; its gradient is then this step's sum, still growing."""
+        if self.steps_done == 0:
+            return
         missed = self.steps_done - self.steps_held[rows]
-        behind = missed > 0
-        if not bool(behind.all()):
+        if self._read_in_step:  # until a row is read in a step, every row is behind by one step or more
+            behind = missed > 0
             rows, missed = rows[behind], missed[behind]
         if len(rows):
             # -lr / B folded into the operands: index_add_ with an alpha took twice as long (torch 2.13, CPU).
@@ -407,11 +411,12 @@ class LazyNoisyTable:
             update = self.grad[rows].mul_(-self.step_scale)
             self.weight.index_add_(0, rows, update.addcmul_(self.noise.draw(len(rows), self.weight.shape[1]), scale))
             self.grad.index_fill_(0, rows, 0.0)
-            self.steps_held[rows] = self.steps_done
+            self.steps_held.index_fill_(0, rows, self.steps_done)
 
     def step(self) -> None:
         """Ends a step: its update waits, clipped sums in the gradient, until each row is next read."""
         self.steps_done += 1
+        self._read_in_step = False
 
     def finish(self) -> None:
         """Every row's waiting updates added (the table is then what dense DP-SGD would have made it); unhooked."""

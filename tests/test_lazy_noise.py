@@ -20,9 +20,10 @@ PARAMETER_STD = LR * STD / BATCH  # what one step's noise moves a coordinate
 
 
 def lazy_training(seed: int):
-    """STEPS steps on one table; each step reads a random set of rows (some never read) and adds known
-    "clipped sums" to them. Returns (standardised noise of every read value, of the final table, of the
-    increments between a row's reads; whether every step left the rows it read as they were read)."""
+    """STEPS steps on one table; each step reads a random set of rows (some never read) in two passes, as
+    training reads a logical batch, and after each pass adds known "clipped sums" to the rows it read. Returns
+    (standardised noise of every read value, of the final table, of the increments between a row's reads;
+    whether every step left the rows it read as they were read)."""
     rng = np.random.default_rng(seed)
     table = nn.Embedding(VOCAB, WIDTH)
     table.weight.requires_grad_(False)
@@ -32,24 +33,30 @@ def lazy_training(seed: int):
     read, increments, unmoved, last_seen = [], [], [], {}
     for step in range(STEPS):
         noise.start_step()
-        ids = torch.as_tensor(rng.choice(VOCAB - 5, size=(3, 4)))  # rows 25..29 are never read
-        values = table(ids).detach()
-        for row, value in zip(ids.flatten().tolist(), values.reshape(-1, WIDTH)):
-            residual = (value - expected[row]) / (PARAMETER_STD * np.sqrt(step)) if step else value - expected[row]
-            if step:
-                read.append(residual)
-            if row in last_seen and last_seen[row][0] < step:
-                before_step, before = last_seen[row]
-                gap = (value - expected[row]) - before
-                increments.append(gap / (PARAMETER_STD * np.sqrt(step - before_step)))
-            last_seen[row] = (step, value - expected[row])
-        clipped = torch.as_tensor(rng.normal(size=(len(torch.unique(ids)), WIDTH)), dtype=torch.float32)
-        lazy.grad.index_add_(0, torch.unique(ids), clipped)
-        expected.index_add_(0, torch.unique(ids), clipped, alpha=-LR / BATCH)
+        step_sums = torch.zeros_like(expected)
+        passes = [torch.as_tensor(rng.choice(VOCAB - 5, size=(n, 4))) for n in (2, 1)]  # rows 25..29: never read
+        seen = []
+        for ids in passes:
+            values = table(ids).detach()
+            seen.append((ids, values))
+            for row, value in zip(ids.flatten().tolist(), values.reshape(-1, WIDTH)):
+                residual = value - expected[row]
+                if step:
+                    read.append(residual / (PARAMETER_STD * np.sqrt(step)))
+                if row in last_seen and last_seen[row][0] < step:
+                    before_step, before = last_seen[row]
+                    increments.append((residual - before) / (PARAMETER_STD * np.sqrt(step - before_step)))
+                last_seen[row] = (step, residual)
+            # The pass's clipped sums go into the gradient before the next pass reads (a row may be in both).
+            rows = torch.unique(ids)
+            clipped = torch.as_tensor(rng.normal(size=(len(rows), WIDTH)), dtype=torch.float32)
+            lazy.grad.index_add_(0, rows, clipped)
+            step_sums.index_add_(0, rows, clipped)
+        expected.add_(step_sums, alpha=-LR / BATCH)
         lazy.step()
         # The step's update waits in the gradient until the row's next read: no clipped sum in the weights
-        # without its noise, between steps.
-        unmoved.append(torch.equal(table.weight[ids], values))
+        # without its noise, between steps or between a step's passes.
+        unmoved += [torch.equal(table.weight[ids], values) for ids, values in seen]
     lazy.finish()
     final = (table.weight.detach() - expected) / (PARAMETER_STD * np.sqrt(STEPS))
     return torch.stack(read).flatten(), final.flatten(), torch.stack(increments).flatten(), all(unmoved)
