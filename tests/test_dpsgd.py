@@ -66,6 +66,7 @@ def assert_same(model, max_norm=0.3, **kw):
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
     assert all(p.requires_grad for n, p in model.named_parameters() if n in expected), "close() restores requires_grad"
+    assert not any("forward" in m.__dict__ for m in model.modules()), "close() unwraps every layer's forward"
 
 
 def test_cnn_matches_per_example_loop():
@@ -141,6 +142,21 @@ def test_noise_free_dp_step_with_huge_clip_norm_is_the_ordinary_gradient():
     got, _ = clipper_clipped_sum(model, ids, mask, targets, max_norm=1e9)
     for name in plain:
         torch.testing.assert_close(got[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+def test_close_gives_back_a_forward_the_module_had_of_its_own():
+    layer = nn.Linear(3, 2)
+    own = layer.forward
+    layer.forward = lambda x: own(x) * 2.0  # e.g. another library's wrapper
+    wrapper = layer.forward
+    clipper = PerExampleClipper(layer, 1.0)
+    x = torch.ones(4, 3)
+    with clipper.capture(4):
+        layer(x).sum().backward()
+    assert len(clipper.layers[0].calls) == 1, "the clipper sees the call through the module's own wrapper"
+    clipper.close()
+    assert layer.forward is wrapper
+    torch.testing.assert_close(layer(x), own(x) * 2.0)
 
 
 def test_rejects_non_positive_clip_norm():
