@@ -5,7 +5,7 @@ Computing every g_i with a loop (or even a plain torch.func vmap over the whole 
 training many times slower than ordinary training. This module follows the "book-keeping" idea
 (Bu et al. 2023, building on ghost clipping, Li et al. 2021, and the efficient DP-SGD of Dupuy et al.,
 ICASSP 2022): one forward and one backward pass, in which autograd computes only activation gradients.
-Hooks keep each parametrised layer's input a and output gradient g; from them
+Wrapped forwards keep each parametrised layer's input a and (by a tensor hook) its output gradient g; from them
 
 - the per-example gradient norms come layer by layer, for Linear/Conv1d/Embedding without ever
   materialising per-example gradients where that is cheaper ("ghost norms": for a linear layer
@@ -46,7 +46,7 @@ class _Call:
     args: tuple
     kwargs: dict
     grad_output: torch.Tensor | None = None
-    # An output the hook made a leaf: autograd leaves its gradient in leaf.grad, moved there, not copied
+    # An output the capture made a leaf: autograd leaves its gradient in leaf.grad, moved there, not copied
     # (a tensor hook keeping a reference would make autograd copy it into .grad as well).
     leaf: torch.Tensor | None = None
 
@@ -464,7 +464,7 @@ def _grad_sample(layer: _Layer, call: _Call) -> dict[str, torch.Tensor]:
     """Per-example gradients of one layer call, by torch.func: vmap of the layer's VJP."""
     module = layer.module
     params = {n: p.detach() for n, p in layer.params.items()}
-    assert call.grad_output is not None  # set by the backward hook before this runs
+    assert call.grad_output is not None  # set by the output's tensor hook before this runs
     batch = call.grad_output.shape[0]
     in_dims = tuple(
         0 if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else None for a in call.args
