@@ -570,10 +570,11 @@ class _PackedConv1dRule(_Conv1dRule):
     channel c reaches one window, the packed row of its max (Packing.max_rows; the zero row is a constant).
 
     Example i's weight gradient then has row c = g_ic w_(r_ic), one window per output channel, so its squared
-    norm is sum_c g_ic^2 (||w_(r_ic)||^2 + 1 for the bias): exact, no cross terms, no Gram matrix, O(B C).
-    The clipped sum is one weight gradient, like the backward's, of the packed output gradient the backward
-    made (Packing.output_grads) against the packed texts with text i's rows scaled by its clip factor
-    (Packing.pack_scaled, shared by the convolutions): each valid window lies within its text."""
+    norm is sum_c g_ic^2 (||w_(r_ic)||^2 + 1 for the bias): exact, no cross terms, no Gram matrix, O(B C); 0
+    where the maximum is the zero row, which no parameter makes. The clipped sum is one weight gradient, like
+    the backward's, of the packed output gradient the backward made (Packing.output_grads) against the packed
+    texts with text i's rows scaled by its clip factor (Packing.pack_scaled, shared by the convolutions): each
+    valid window lies within its text; the bias's, that packed gradient's rows weighted the same way."""
 
     @staticmethod
     def prepare(module, call):
@@ -605,7 +606,9 @@ class _PackedConv1dRule(_Conv1dRule):
         # Into the gradient as (k, C_in, C_out): contiguous when it follows the weight's tap-major layout.
         shifted_matmul_weight_grad(packing.pack_scaled(x, scale), packed_grad, k, out["weight"].permute(2, 1, 0))
         if module.bias is not None:
-            out["bias"].addmv_(g.t(), scale)
+            # From the packed gradient, each window row's scale its text's: a maximum at the zero row reaches
+            # no parameter, the bias included.
+            out["bias"].addmv_(packed_grad.t(), packing.row_scales(scale)[: packing.size - k + 1])
 
 
 def _matmul_norm_sq(a: torch.Tensor, g: torch.Tensor, grams: dict, bias_grads: torch.Tensor | None) -> torch.Tensor:

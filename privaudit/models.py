@@ -66,6 +66,7 @@ class Packing:
         self._windows: dict[int, torch.Tensor] = {}
         self._packed: tuple[torch.Tensor, torch.Tensor] | None = None
         self._scaled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._row_scales: tuple[torch.Tensor, torch.Tensor] | None = None
         self._sq_norms: tuple[torch.Tensor, torch.Tensor] | None = None
         # What DP-SGD's clipper needs of each PackedConv1d: the (B, C_out) packed rows of its maxima, and
         # (once backward has run) the gradient of its packed output, (P - k + 2, C_out) (window_max).
@@ -85,8 +86,14 @@ class Packing:
         batch is then one weight gradient of these rows (made once for all of them) and the unscaled
         output gradient, since a valid window's rows all belong to its own text."""
         if self._scaled is None or self._scaled[0] is not x or self._scaled[1] is not scale:
-            self._scaled = (x, scale, self.pack(x) * scale[self.text].unsqueeze(1))
+            self._scaled = (x, scale, self.pack(x) * self.row_scales(scale).unsqueeze(1))
         return self._scaled[2]
+
+    def row_scales(self, scale: torch.Tensor) -> torch.Tensor:
+        """(P,): each packed row's text's scale[i]."""
+        if self._row_scales is None or self._row_scales[0] is not scale:
+            self._row_scales = (scale, scale[self.text])
+        return self._row_scales[1]
 
     def window_sq_norms(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """(P - k + 1,): the squared norm of each packed window of width k, sum_j ||rows[r + j]||^2, from

@@ -96,6 +96,35 @@ def test_bert_tiny_matches_per_example_loop():
     assert_same(build_model(config))
 
 
+class PackedWithoutRelu(nn.Module):
+    """Max-pooled packed convolutions of two widths with no ReLU after them: a channel whose valid windows are
+    all negative takes its maximum from the zero row (a constant), whose output gradient then reaches no weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(40, 8, padding_idx=0)
+        self.convs = nn.ModuleList(models.PackedConv1d(8, 5, k) for k in (2, 3))
+        self.out = nn.Linear(10, 4)
+
+    def forward(self, ids, mask):
+        x = (self.embedding(ids) * mask.unsqueeze(-1)).transpose(1, 2)
+        packing = models.Packing(mask.sum(1), x.shape[2], 3)
+        return self.out(torch.cat([conv(x, packing) for conv in self.convs], dim=1))
+
+
+def test_packed_convolutions_whose_maximum_is_the_zero_row_match_per_example_loop():
+    torch.manual_seed(3)
+    model = PackedWithoutRelu()
+    ids, mask, _ = batch()
+    x = (model.embedding(ids) * mask.unsqueeze(-1)).transpose(1, 2)
+    packing = models.Packing(mask.sum(1), x.shape[2], 3)
+    for conv in model.convs:
+        conv(x, packing)
+        zero_row = packing.size - conv.kernel_size[0] + 1
+        assert (packing.max_rows[conv] == zero_row).any(), "the test must reach the zero row"
+    assert_same(model)
+
+
 class ScaledPooling(nn.Module):
     """A layer with a parameter no rule knows: handled by the torch.func (vmap) fallback."""
 
