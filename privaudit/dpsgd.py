@@ -221,7 +221,8 @@ class PerExampleClipper:
             if sq is not None:  # None: the layer's norm is part of one computed with others (_SampleGroup)
                 squares.append(sq)
             layer.calls.clear()
-        squares += [entry.squares() for entry in grams.values() if isinstance(entry, _SampleGroup)]
+        if _SampleGroup in grams:
+            squares.append(grams[_SampleGroup].squares())
         norms = torch.stack(squares).sum(0).sqrt_() if squares else torch.zeros(0, device=self._device)
         return plans, norms
 
@@ -704,7 +705,9 @@ class _LayerNormRule:
 
     @staticmethod
     def norm_sq(module, state, grams):
-        state[1] = grams.setdefault(_SampleGroup, _SampleGroup()).add(state[0])
+        if _SampleGroup not in grams:
+            grams[_SampleGroup] = _SampleGroup()
+        state[1] = grams[_SampleGroup].add(state[0])
         return None
 
     @staticmethod
