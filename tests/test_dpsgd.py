@@ -125,6 +125,30 @@ def test_packed_convolutions_whose_maximum_is_the_zero_row_match_per_example_loo
     assert_same(model)
 
 
+class TwoLayerNorms(nn.Module):
+    """One LayerNorm called as usual (the clipper takes its mean and 1/std from the forward) and one called by
+    keyword (the rule normalises again): both must give the per-example loop's gradients."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(40, 8, padding_idx=0)
+        self.first, self.second = nn.LayerNorm(8), nn.LayerNorm(8)
+        self.out = nn.Linear(8, 4)
+        with torch.no_grad():  # not the initial unit weights and zero biases
+            for norm in (self.first, self.second):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, ids, mask):
+        h = self.second(input=torch.tanh(self.first(self.embedding(ids))))
+        return self.out((h * mask.unsqueeze(-1)).sum(1))
+
+
+def test_layer_norms_match_per_example_loop():
+    torch.manual_seed(4)
+    assert_same(TwoLayerNorms())
+
+
 class ScaledPooling(nn.Module):
     """A layer with a parameter no rule knows: handled by the torch.func (vmap) fallback."""
 
