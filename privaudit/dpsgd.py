@@ -47,9 +47,10 @@ class _Call:
     args: tuple
     kwargs: dict
     grad_output: torch.Tensor | None = None
-    # An output the capture made a leaf: autograd leaves its gradient in leaf.grad, moved there, not copied
-    # (a tensor hook keeping a reference would make autograd copy it into .grad as well).
-    leaf: torch.Tensor | None = None
+    # A tensor whose .grad receives the output gradient: the output the capture made a leaf (autograd moves the
+    # gradient there, not copied: a tensor hook keeping a reference would make autograd copy it as well), or a
+    # small output that retains its gradient (a copy, cheaper than a Python tensor hook: _RETAINED_AT_MOST).
+    holder: torch.Tensor | None = None
     # What the forward computed on the way that a rule needs (a LayerNorm's mean and 1/std).
     stats: tuple | None = None
 
@@ -61,6 +62,11 @@ class _Layer:
     params: dict[str, nn.Parameter]
     rule: type | None  # the hand-written rule for the module's type (_RULES), or None: torch.func
     calls: list[_Call] = field(default_factory=list)
+
+
+# Outputs of at most this many elements keep their gradient by retain_grad (autograd's C++ hook copies it)
+# rather than by a Python tensor hook: the CNN's pooled convolutions and output layer, BERT's pooler.
+_RETAINED_AT_MOST = 1 << 16
 
 
 class PerExampleClipper:
@@ -183,7 +189,10 @@ class PerExampleClipper:
                 f"DP-SGD: layer {layer.name} ({type(layer.module).__name__}) produced an output whose first "
                 f"dimension ({output.shape[0]}) is not the batch ({batch}); per-example clipping needs it"
             )
-        call = _Call(args, kwargs, leaf=leaf, stats=None if stats is None else tuple(stats))
+        if leaf is None and output.numel() <= _RETAINED_AT_MOST:
+            output.retain_grad()
+            leaf = output
+        call = _Call(args, kwargs, holder=leaf, stats=None if stats is None else tuple(stats))
         layer.calls.append(call)
         if leaf is None:
             output.register_hook(lambda g: setattr(call, "grad_output", g))
@@ -217,8 +226,8 @@ class PerExampleClipper:
         grams: dict = {}  # this step's input Gram matrices, for layers that read the same input; the sample group
         for layer in self.layers:
             for c in layer.calls:
-                if c.leaf is not None:
-                    c.grad_output, c.leaf = c.leaf.grad, None
+                if c.holder is not None:
+                    c.grad_output, c.holder = c.holder.grad, None
             calls = [c for c in layer.calls if c.grad_output is not None]
             rule = layer.rule
             if len(calls) == 1 and rule is not None and rule.applies(layer.module):
