@@ -375,9 +375,19 @@ class GaussianNoise:
         """Divides every parameter's .grad (noise + clipped sum) by `count`, DP-SGD's 1/B: one pass over the
         buffer, not one per parameter. Refuses if a .grad is no longer its view of the buffer: whatever
         replaced it dropped the step's noise."""
+        self._check_views()
+        self.buffer.div_(count)
+
+    def add_to_parameters(self, alpha: float) -> None:
+        """Every parameter += alpha x its .grad (noise + clipped sum), in one multi-tensor operation: plain SGD's
+        step with 1/B folded into alpha = -lr / B. Refuses as `divide` does."""
+        self._check_views()
+        if self.parameters:
+            torch._foreach_add_(list(self.parameters), self._views, alpha=alpha)
+
+    def _check_views(self) -> None:
         if any(p.grad is not view for p, view in zip(self.parameters, self._views)):
             raise RuntimeError("DP-SGD: a parameter's .grad was replaced after the noise was written into it")
-        self.buffer.div_(count)
 
     def draw(self, *shape: int) -> torch.Tensor:
         """Further noise of the same std from the step's generator (a lazily drawn table's rows)."""

@@ -206,7 +206,7 @@ def dp_step(
     `canary_rows` are further sampled examples given as gradients (the white-box audit's canaries), clipped
     with the last chunk; `observe()` runs once the privatised gradient is in p.grad, before the update.
     `tables` (plain SGD, their noise drawn lazily: LazyNoisyTable) count the step; each row's update waits for
-    its next read.
+    its next read. A NoisedSumSGD optimizer takes the step from the undivided sum when nothing observes it.
     """
     noise.start_step()
     chunks = [chunk for chunk in chunks if len(chunk[2])]
@@ -216,12 +216,29 @@ def dp_step(
         clipper.clip_and_accumulate(canary_rows if k == len(chunks) - 1 else None)
     if not chunks and canary_rows is not None and len(canary_rows):
         clipper.clip_and_accumulate(canary_rows)
-    noise.divide(expected_batch_size)
-    if observe is not None:
-        observe()
-    optimizer.step()
+    if isinstance(optimizer, NoisedSumSGD) and observe is None:
+        optimizer.step_from_sum(expected_batch_size)
+    else:
+        noise.divide(expected_batch_size)
+        if observe is not None:
+            observe()
+        optimizer.step()
     for table in tables:
         table.step()
+
+
+class NoisedSumSGD(torch.optim.SGD):
+    """Plain SGD (no momentum, no weight decay) over the parameters DP-SGD's noise buffer covers. `step()` is
+    torch's; `step_from_sum(B)` takes the step from the undivided .grad (noise + clipped sum): W -= lr / B x it,
+    one multi-tensor add (GaussianNoise.add_to_parameters) instead of the 1/B pass over the buffer and torch's
+    optimizer step, whose bookkeeping cost more than its arithmetic (SNIPS CNN, 2 CPUs: 2.7% of a DP step)."""
+
+    def __init__(self, noise: GaussianNoise, lr: float):
+        super().__init__(noise.parameters, lr=lr, foreach=True)
+        self.noise = noise
+
+    def step_from_sum(self, count: float) -> None:
+        self.noise.add_to_parameters(-self.param_groups[0]["lr"] / count)
 
 
 @dataclass
@@ -260,7 +277,9 @@ def dp_update(
     dense = [p for p in clipper.parameters if id(p) not in in_tables]
     noise = (noise_class or GaussianNoise)(dense, dp.noise_multiplier * dp.max_grad_norm, device, seed)
     tables = [LazyNoisyTable(m, noise, recipe.lr, expected_batch_size) for m in modules]
-    return DPUpdate(clipper, noise, make_optimizer(recipe, dense), tables)
+    plain = recipe.optimizer == "plain-sgd" and recipe.weight_decay == 0 and bool(dense)
+    optimizer = NoisedSumSGD(noise, recipe.lr) if plain else make_optimizer(recipe, dense)
+    return DPUpdate(clipper, noise, optimizer, tables)
 
 
 def fit(

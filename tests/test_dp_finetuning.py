@@ -52,6 +52,31 @@ def test_a_logical_batch_accumulated_over_passes_is_one_dp_step():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_plain_sgd_from_the_undivided_sum_is_torchs_sgd_step():
+    # NoisedSumSGD's fused step (no observer: W -= lr / B x (noise + clipped sum) in one add) and the 1/B pass
+    # then torch's SGD step (taken when an observer reads the gradient) must move the parameters alike.
+    recipe = TrainingRecipe(arch="cnn", dropout=0.0).resolved(len(TINY))
+    moved = []
+    for observe in (None, lambda: None):
+        torch.manual_seed(0)
+        classifier = training.build_classifier(recipe, TINY.texts, TINY.label_names)
+        model = classifier.model.eval()
+        ids, mask = encode(classifier.tokenizer, TINY.texts[:24], 32, classifier.config.pad_id)
+        targets = classifier.label_ids(TINY.labels[:24])
+        clipper = PerExampleClipper(model, max_grad_norm=0.5)
+        before = [p.detach().clone() for p in clipper.parameters]
+        noise = GaussianNoise(clipper.parameters, std=0.5, seed=3)
+        try:
+            optimizer = training.NoisedSumSGD(noise, lr=0.3)
+            training.dp_step(clipper, noise, model, optimizer, [(ids, mask, targets)], 24, observe=observe)
+        finally:
+            clipper.close()
+        moved.append([p.detach() - b for p, b in zip(clipper.parameters, before)])
+    assert all(float(d.abs().max()) > 0 for d in moved[0])
+    for fused, stepped in zip(*moved):
+        torch.testing.assert_close(fused, stepped, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("arch", ["cnn", "bert-tiny"])
 def test_ignored_padding_rows_leave_the_dp_step_unchanged(arch):
     recipe = TrainingRecipe(arch=arch, dropout=0.0).resolved(len(TINY))
