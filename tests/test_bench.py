@@ -31,7 +31,10 @@ def test_bench_dp_takes_a_logical_batch_in_passes_as_training_does():
 def test_a_large_logical_batch_takes_the_memory_of_its_physical_batch():
     small, accumulated, whole = bench_memory([(32, 32), (512, 32), (512, 512)], steps=4)
     assert accumulated["peak_mb"] <= 1.2 * small["peak_mb"]
-    assert whole["rise_mb"] > accumulated["rise_mb"]  # without accumulation the activations of 512 show
+    # Without accumulation the activations of 512 show in the peak (1.7x on SNIPS-sized demo texts). Not in the
+    # rise above the memory held before: the allocator keeps what the warm-up training freed (keep_freed_memory),
+    # so a run can peak at what it already held (a rise of 0.04 MB was seen).
+    assert whole["peak_mb"] > 1.3 * accumulated["peak_mb"]
 
 
 def test_bench_lira_times_the_audit_against_one_target_training(tmp_path):
