@@ -139,31 +139,24 @@ class PerExampleClipper:
 
     def _wrap_forward(self, layer: _Layer):
         forward = layer.module.forward
-        # nn.LayerNorm's own forward is layer_norm, which drops the mean and 1/std it computes; native_layer_norm
-        # is the same computation (the same output) and returns them, so the rule need not normalise again.
-        layer_norm = (
-            layer.module if type(layer.module) is nn.LayerNorm and "forward" not in layer.module.__dict__ else None
-        )
+        # A rule may run the layer's own computation itself, to keep what it computes on the way (LayerNorm's
+        # statistics); not where something else already replaced the module's forward.
+        forward_with_stats = None if "forward" in layer.module.__dict__ else getattr(layer.rule, "forward", None)
 
         def captured_forward(*args, **kwargs):
             if self._batch_size is None:
                 return forward(*args, **kwargs)
             if not self._checked:
                 self._active.append(layer)
-            stats = None
-            if layer_norm is not None and len(args) == 1 and not kwargs:
-                output, *stats = torch.native_layer_norm(
-                    args[0], layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps
-                )
-            else:
-                output = forward(*args, **kwargs)
+            computed = forward_with_stats(layer.module, args, kwargs) if forward_with_stats is not None else None
+            output, stats = computed if computed is not None else (forward(*args, **kwargs), None)
             if not self._checked and self._active and self._active[-1] is layer:
                 self._active.pop()
             return self._record(layer, args, kwargs, output, stats)
 
         return captured_forward
 
-    def _record(self, layer: _Layer, args: tuple, kwargs: dict, output, stats: list | None = None):
+    def _record(self, layer: _Layer, args: tuple, kwargs: dict, output, stats: tuple | None = None):
         """Keeps a layer call's inputs, and arranges for its output gradient to be kept; returns the output the
         rest of the forward uses (a leaf, or expanded to the batch, where needed)."""
         if not isinstance(output, torch.Tensor):
@@ -174,27 +167,27 @@ class PerExampleClipper:
             )
         batch = self._batch_size
         assert batch is not None  # only called while capturing
-        leaf = None
+        holder = None
         if not output.requires_grad:
             # The first layers see no input that requires grad (their parameters don't, by design):
             # make their output a leaf so autograd still carries activation gradients through.
-            output = leaf = output.detach().requires_grad_(True)
+            output = holder = output.detach().requires_grad_(True)
         if output.shape[0] == 1 and batch > 1:
             output = output.expand(batch, *output.shape[1:])
             args = tuple(_expand_batch(a, batch) for a in args)
             kwargs = {k: _expand_batch(v, batch) for k, v in kwargs.items()}
-            leaf = None  # the gradient wanted is the expanded output's, per example
+            holder = None  # the gradient wanted is the expanded output's, per example
         if output.shape[0] != batch:
             raise PrivauditError(
                 f"DP-SGD: layer {layer.name} ({type(layer.module).__name__}) produced an output whose first "
                 f"dimension ({output.shape[0]}) is not the batch ({batch}); per-example clipping needs it"
             )
-        if leaf is None and output.numel() <= _RETAINED_AT_MOST:
+        if holder is None and output.numel() <= _RETAINED_AT_MOST:
             output.retain_grad()
-            leaf = output
-        call = _Call(args, kwargs, holder=leaf, stats=None if stats is None else tuple(stats))
+            holder = output
+        call = _Call(args, kwargs, holder=holder, stats=stats)
         layer.calls.append(call)
-        if leaf is None:
+        if holder is None:
             output.register_hook(lambda g: setattr(call, "grad_output", g))
         return output
 
@@ -524,7 +517,8 @@ def _input(call: _Call) -> torch.Tensor:
 # A rule has three steps: prepare (flatten one layer call, once), norm_sq (per-example squared norms of
 # the layer's gradient, shape (B,)) and add_clipped_sum (the layer's gradients summed with per-example
 # scales, added in place to the given gradient tensors: onto the step's noise, with no temporary where
-# the product can write into them).
+# the product can write into them). A rule may also have forward(module, args, kwargs): the layer's own
+# computation, returning (output, what prepare needs of it) as the call's stats, or None to run the module's.
 class _LinearRule:
     """y = a W^T + b over (B, *, d_in) inputs."""
 
@@ -729,10 +723,22 @@ class _LayerNormRule:
         return module.elementwise_affine
 
     @staticmethod
+    def forward(module, args, kwargs):
+        """nn.LayerNorm's forward as native_layer_norm, the same computation and output as its layer_norm, which
+        drops the mean and 1/std it computes: (output, (mean, rstd)), so prepare need not normalise again. None
+        for a call by keyword (the module's own forward runs)."""
+        if len(args) != 1 or kwargs:
+            return None
+        output, mean, rstd = torch.native_layer_norm(
+            args[0], module.normalized_shape, module.weight, module.bias, module.eps
+        )
+        return output, (mean, rstd)
+
+    @staticmethod
     def prepare(module, call):
         x, g = _input(call), call.grad_output
         batch, width = g.shape[0], math.prod(module.normalized_shape)
-        if call.stats is not None:  # the forward's mean and 1/std (PerExampleClipper._wrap_forward)
+        if call.stats is not None:  # the forward's mean and 1/std (forward, above)
             mean, rstd = call.stats
             x_hat = (x - mean).mul_(rstd)
         else:
