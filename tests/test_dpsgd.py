@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privaudit import models
+from privaudit import dpsgd, models
 from privaudit.dpsgd import DiracRows, PerExampleClipper
 from privaudit.models import ModelConfig, bert_tiny_config, build_model
 
@@ -149,6 +149,24 @@ def test_layer_norms_match_per_example_loop():
     assert_same(TwoLayerNorms())
 
 
+class ReadsTwoPositions(TwoLayerNorms):
+    """Only positions 2 and 4 reach the output, as only [CLS] does in a BERT's last layer: the gradient is zero
+    at every other position, which the rules drop; what they keep must be those two, not the first two."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Linear(8, 8)
+
+    def forward(self, ids, mask):
+        h = self.mix(self.second(input=torch.tanh(self.first(self.embedding(ids)))))
+        return self.out(h[:, [2, 4]].sum(1))
+
+
+def test_layers_whose_gradient_reaches_few_positions_match_per_example_loop():
+    torch.manual_seed(4)
+    assert_same(ReadsTwoPositions())
+
+
 class ScaledPooling(nn.Module):
     """A layer with a parameter no rule knows: handled by the torch.func (vmap) fallback."""
 
@@ -254,3 +272,15 @@ def test_dirac_rows_land_at_row_major_positions_in_a_tap_major_gradient():
     expected = torch.zeros(12)
     expected[1], expected[7] = 1.0, -3.0
     torch.testing.assert_close(grads[0].reshape(-1), expected)
+
+
+def test_only_positions_without_any_gradient_are_dropped():
+    # A position is dropped only when every example's gradient there is exactly zero: one that is negative
+    # throughout, NaN, or non-zero for a single example stays.
+    g = torch.zeros(3, 6, 4)
+    g[:, 0] = 1.0
+    g[1, 1, 2] = -2.0  # its largest value is zero
+    g[2, 3, 1] = float("nan")
+    g[0, 4, 3] = 1e-30
+    assert dpsgd._positions_with_gradient(g).tolist() == [0, 1, 3, 4]
+    assert dpsgd._positions_with_gradient(g[:, [0, 1]]) is None
