@@ -530,10 +530,7 @@ class _LinearRule:
     def prepare(module, call):
         a, g = _input(call), call.grad_output
         batch = g.shape[0]
-        a, g = a.reshape(batch, -1, a.shape[-1]), g.reshape(batch, -1, g.shape[-1])
-        kept = _positions_with_gradient(g)
-        if kept is not None:
-            a, g = a.index_select(1, kept), g.index_select(1, kept)
+        g, a = _at_positions_with_gradient(g.reshape(batch, -1, g.shape[-1]), a.reshape(batch, -1, a.shape[-1]))
         # Each example's bias gradient, sum_t g_t: its norm, and (scaled) the clipped sum's bias.
         return a, g, g.sum(1) if module.bias is not None else None
 
@@ -555,19 +552,23 @@ class _LinearRule:
             out["bias"].addmv_(bias_grads.t(), scale)
 
 
-def _positions_with_gradient(g: torch.Tensor) -> torch.Tensor | None:
-    """The positions t of a (B, T, d) output gradient where some example's g_t is not zero; None when that is all
-    of them. A layer's rule drops the others from its input and gradient before its products. Exact: a position
+def _at_positions_with_gradient(g: torch.Tensor, *alongside: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A (B, T, d) output gradient, and the (B, T, ...) tensors `alongside` it, at only the positions t where some
+    example's g_t is not zero (all of them unchanged when that is every position). A layer's rule takes them so
+    before its products. Exact: a position
     whose g is zero for every example adds nothing to any per-example gradient, to its ghost Gram product or to
     the clipped sum, while ordinary autograd multiplies those zeros. In a BERT's last layer, after its attention,
     only [CLS] reaches the pooler: those layers' products shrink from T positions to one (bert-tiny: 4 of its 14
     linear layers and 2 of its LayerNorms; README "Performance"). Padding positions are zero too, but a batch's
     longest text keeps all of them; gathering each example's live rows instead did not pay for its copies."""
     if g.shape[1] == 1:
-        return None
+        return g, *alongside
     # Two reductions without an |g| temporary; a NaN counts as live.
     live = ((g.amax(-1) != 0) | (g.amin(-1) != 0)).any(0)
-    return None if bool(live.all()) else live.nonzero().squeeze(1)
+    if bool(live.all()):
+        return g, *alongside
+    kept = live.nonzero().squeeze(1)
+    return tuple(t.index_select(1, kept) for t in (g, *alongside))
 
 
 class _Conv1dRule:
@@ -757,15 +758,11 @@ class _LayerNormRule:
         x, g = _input(call), call.grad_output
         batch, width = g.shape[0], math.prod(module.normalized_shape)
         x, g = x.reshape(batch, -1, width), g.reshape(batch, -1, width)
-        kept = _positions_with_gradient(g)
-        if kept is not None:
-            x, g = x.index_select(1, kept), g.index_select(1, kept)
         if call.stats is not None:  # the forward's mean and 1/std (forward, above)
-            mean, rstd = (s.reshape(batch, -1, 1) for s in call.stats)
-            if kept is not None:
-                mean, rstd = mean.index_select(1, kept), rstd.index_select(1, kept)
+            g, x, mean, rstd = _at_positions_with_gradient(g, x, *(s.reshape(batch, -1, 1) for s in call.stats))
             x_hat = (x - mean).mul_(rstd)
         else:
+            g, x = _at_positions_with_gradient(g, x)
             # With a unit weight: the same values, and on CPU about 2x faster than layer_norm without one (torch
             # 2.13, bert-tiny's (64, T, 128) inputs). Over the flattened normalised dimensions: the same statistics.
             x_hat = F.layer_norm(x, (width,), _ones((width,), x.dtype, x.device), None, module.eps)

@@ -282,5 +282,10 @@ def test_only_positions_without_any_gradient_are_dropped():
     g[1, 1, 2] = -2.0  # its largest value is zero
     g[2, 3, 1] = float("nan")
     g[0, 4, 3] = 1e-30
-    assert dpsgd._positions_with_gradient(g).tolist() == [0, 1, 3, 4]
-    assert dpsgd._positions_with_gradient(g[:, [0, 1]]) is None
+    positions = torch.arange(6).expand(3, 6)
+    kept_g, kept = dpsgd._at_positions_with_gradient(g, positions)
+    assert kept[0].tolist() == [0, 1, 3, 4]
+    torch.testing.assert_close(kept_g, g[:, [0, 1, 3, 4]], equal_nan=True)
+    every, first_two = g[:, [0, 1]], positions[:, :2]  # both positions have a gradient: nothing is dropped
+    unchanged = dpsgd._at_positions_with_gradient(every, first_two)
+    assert unchanged[0] is every and unchanged[1] is first_two
