@@ -563,8 +563,13 @@ def _at_positions_with_gradient(g: torch.Tensor, *alongside: torch.Tensor) -> tu
     longest text keeps all of them; gathering each example's live rows instead did not pay for its copies."""
     if g.shape[1] == 1:
         return g, *alongside
-    # Two reductions without an |g| temporary; a NaN counts as live.
-    live = ((g.amax(-1) != 0) | (g.amin(-1) != 0)).any(0)
+    # A position is live if any example's first feature is not zero: 1/d of the reads, and in every layer but the
+    # last all its positions (the batch's longest text fills them); only then are the whole rows read (two
+    # reductions without an |g| temporary). A NaN counts as live.
+    live = (g[..., 0] != 0).any(0)
+    if bool(live.all()):
+        return g, *alongside
+    live |= ((g.amax(-1) != 0) | (g.amin(-1) != 0)).any(0)
     if bool(live.all()):
         return g, *alongside
     kept = live.nonzero().squeeze(1)
