@@ -311,13 +311,52 @@ def fresh_seed() -> int:
     return secrets.randbits(63)
 
 
+_MT_WORDS = 624  # a Mersenne Twister's state: 624 32-bit words
+
+
+def reseed_from_entropy(generator: torch.Generator) -> None:
+    """Sets `generator` to a state drawn from operating-system entropy.
+
+    A CPU generator gets all 19,968 bits of its Mersenne Twister's state fresh. Not `manual_seed`: torch seeds
+    its CPU Mersenne Twister from the low 32 bits of the seed only (`seed` and `seed + 2**32` give the same
+    stream), so a step's noise would be one of 2^32 streams, and the adversary of DP-SGD's threat model, who
+    knows every example but one and sees each step's update, could try them all against each update (a few CPU
+    hours) and tell which of the two worlds the update came from. Other devices' generators (CUDA's Philox)
+    take the whole 63-bit seed."""
+    if generator.device.type != "cpu":
+        generator.manual_seed(fresh_seed())
+        return
+    state, offset = _mt19937_state_layout()
+    words = np.frombuffer(secrets.token_bytes(4 * _MT_WORDS), dtype="<u4").astype("<u8")
+    state = state.clone()
+    state[offset : offset + 8 * _MT_WORDS] = torch.from_numpy(words.view(np.uint8))
+    generator.set_state(state)
+
+
+@functools.cache
+def _mt19937_state_layout() -> tuple[torch.Tensor, int]:
+    """A CPU generator's state right after manual_seed(1) (torch's get_state bytes), and where in it the Mersenne
+    Twister's words lie (624 little-endian 64-bit slots, the low 32 bits used): found by the words manual_seed
+    writes (its initialisation recurrence), so a change in torch's layout fails here rather than silently."""
+    words = [1]
+    for j in range(1, _MT_WORDS):
+        words.append((1812433253 * (words[-1] ^ (words[-1] >> 30)) + j) & 0xFFFFFFFF)
+    expected = np.array(words, dtype="<u8").tobytes()
+    state = torch.Generator().manual_seed(1).get_state()
+    offset = state.numpy().tobytes().find(expected)
+    if offset < 0:
+        raise RuntimeError("this torch's CPU generator state is not the Mersenne Twister layout privaudit expects")
+    return state, offset
+
+
 class GaussianNoise:
     """DP-SGD's Gaussian noise for the gradients of `parameters`, written straight into the .grad buffers.
 
     `start_step` makes every parameter's .grad a view of one flat buffer of fresh noise, to which the
     clipper then adds the clipped gradient sum: no separate noise tensors, no extra pass to add them.
-    The generator is re-seeded from operating-system entropy at every step, so no seed (in particular not
-    the recorded initialisation seed) predicts the noise, and no one step's noise predicts the next's.
+    The generator gets a fresh state from operating-system entropy at every step (all of it: reseed_from_entropy),
+    so no seed (in particular not the recorded initialisation seed) predicts the noise, no search over seeds
+    finds it, and no one step's noise predicts the next's.
     `seed` makes the stream reproducible instead: for tests only; the guarantee then does not hold against
     anyone who knows it. (Tried and measured, README "Performance": drawing the noise in two halves on two
     threads halves the draw alone, but inside a step torch's idle OpenMP worker spins on the second core for
@@ -355,7 +394,7 @@ class GaussianNoise:
     def start_step(self) -> None:
         """Sets every parameter's .grad to fresh noise."""
         if not self.reproducible:
-            self.generator.manual_seed(fresh_seed())
+            reseed_from_entropy(self.generator)
         self.buffer.normal_(0.0, self.std, generator=self.generator)
         self._expose_buffer()
 

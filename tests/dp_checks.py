@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from privaudit import training
+from privaudit import dpsgd, training
 from privaudit.demo import demo_dataset
 from privaudit.dpsgd import DiracRows
 from privaudit.models import ModelConfig, build_model
@@ -84,6 +84,35 @@ def first_noise_correlation(monkeypatch) -> float:
         if len(initial) >= 10_000:
             correlations.append(abs(float(np.corrcoef(initial.numpy(), noise.numpy())[0, 1])))
     return max(correlations)
+
+
+class _Entropy:
+    """Stands in for the secrets module: every draw agrees on its first 32 bits (the low bits of randbits, the
+    first 4 bytes of token_bytes) and differs from `tail`'s draws everywhere else."""
+
+    def __init__(self, tail: int):
+        self.tail = tail
+
+    def randbits(self, k: int) -> int:
+        return ((self.tail << 32) | 0x2468ACE1) & ((1 << k) - 1)
+
+    def token_bytes(self, n: int) -> bytes:
+        rest = np.random.default_rng(self.tail).bytes(max(0, n - 4))
+        return (0x2468ACE1).to_bytes(4, "little")[:n] + rest
+
+
+def noise_differs_beyond_32_bits_of_entropy(monkeypatch) -> bool:
+    """Whether two steps' noise differ when the operating-system entropy behind them agrees on 32 bits only. A
+    stream seeded through 32 bits (torch's CPU manual_seed keeps the low 32 of any seed) is one of 2^32, which the
+    threat model's adversary, who sees each update, can search."""
+    draws = []
+    for tail in (1, 2):
+        monkeypatch.setattr(dpsgd, "secrets", _Entropy(tail))
+        noise = training.GaussianNoise([torch.zeros(1000)], 1.0)
+        noise.start_step()
+        draws.append(noise.buffer.clone())
+    monkeypatch.undo()
+    return not torch.equal(*draws)
 
 
 def same_seed_weights_differ() -> bool:

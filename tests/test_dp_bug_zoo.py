@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from privaudit import training
-from privaudit.dpsgd import GaussianNoise, PerExampleClipper
+from privaudit.dpsgd import GaussianNoise, PerExampleClipper, fresh_seed
 
 
 class NoNoise(GaussianNoise):
@@ -33,6 +33,15 @@ class NoiseDrawnOnce(GaussianNoise):
 class NoiseFromInitSeed(GaussianNoise):
     def __init__(self, parameters, std, device="cpu", seed=None):
         super().__init__(parameters, std, device, seed=torch.initial_seed())  # the recorded --seed
+
+
+class NoiseFrom32BitSeed(GaussianNoise):
+    """Re-seeded every step from fresh entropy, but through torch's CPU manual_seed, which keeps 32 bits of it."""
+
+    def start_step(self):
+        self.generator.manual_seed(fresh_seed())
+        self.buffer.normal_(0.0, self.std, generator=self.generator)
+        self._expose_buffer()
 
 
 class NoClipping(PerExampleClipper):
@@ -89,6 +98,11 @@ BUGS = {
         "GaussianNoise",
         NoiseFromInitSeed,
         lambda mp: (abs(dp_checks.first_noise_correlation(mp)) > 0.5, "noise correlated with the initial weights"),
+    ),
+    "noise seeded through 32 bits of fresh entropy": (
+        "GaussianNoise",
+        NoiseFrom32BitSeed,
+        lambda mp: (not dp_checks.noise_differs_beyond_32_bits_of_entropy(mp), "noise one of 2^32 streams"),
     ),
 }
 

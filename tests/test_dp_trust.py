@@ -2,13 +2,16 @@
 audit that does not flag the correct implementation. (Each check here also runs against deliberately
 broken DP-SGD variants in test_dp_bug_zoo.py, where it must fail.)"""
 
+import random
+
 import dp_checks
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from privaudit import training
-from privaudit.dpsgd import GaussianNoise, PerExampleClipper
+from privaudit import dpsgd, training
+from privaudit.dpsgd import GaussianNoise, PerExampleClipper, reseed_from_entropy
 from privaudit.errors import PrivauditError
 from privaudit.headline import epsilon_headline
 
@@ -20,6 +23,30 @@ def test_same_seed_dp_trainings_differ():
 
 def test_noise_is_not_the_initialisation_stream(monkeypatch):
     assert dp_checks.first_noise_correlation(monkeypatch) < 0.05
+
+
+def test_noise_depends_on_entropy_beyond_32_bits(monkeypatch):
+    assert dp_checks.noise_differs_beyond_32_bits_of_entropy(monkeypatch)
+
+
+def test_fresh_generator_state_is_624_words_of_entropy_that_torch_then_uses():
+    # The CPU generator's Mersenne Twister gets every word of its state fresh: not a state manual_seed can make
+    # (its words follow from the first by a fixed recurrence), different at (almost) every word each time, and
+    # the stream torch then draws is the Mersenne Twister's over exactly those words (Python's is the same one).
+    words = []
+    for _ in range(2):
+        generator = torch.Generator()
+        reseed_from_entropy(generator)
+        _, offset = dpsgd._mt19937_state_layout()
+        raw = generator.get_state().numpy()[offset : offset + 8 * 624].tobytes()
+        words.append([int(w) for w in np.frombuffer(raw, dtype="<u8")])
+        twister = random.Random()
+        twister.setstate((3, (*words[-1], 624), None))
+        drawn = torch.empty(700, dtype=torch.int64).random_(0, 2**16, generator=generator).tolist()
+        assert drawn == [twister.getrandbits(32) % 2**16 for _ in range(700)]
+    first = words[0]
+    assert first[1] != (1812433253 * (first[0] ^ (first[0] >> 30)) + 1) % 2**32
+    assert sum(a != b for a, b in zip(*words)) > 600
 
 
 def test_insecure_seed_is_reproducible_and_says_so():
