@@ -20,6 +20,10 @@ for all canaries they share it in a single run.
 A separate set of audit canaries, in a training run of their own (on SNIPS, 50 of them sharing a run
 with exposure canaries kept 6 of 7 canaries inserted 32 times from being extracted), is each inserted
 once with probability 1/2 (the one-run audit of Steinke et al. 2023 needs this randomness).
+
+The secrets and the audit canaries' inclusion come from operating-system entropy, never from the seed: the
+seed is recorded in the results (it fixes the label order and, elsewhere, the training), so anything drawn
+from it could be replayed by whoever holds the report; a secret replayed is a secret extracted.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ def plan_canaries(
     audit: int = 0,
     decoys: int = 0,
 ) -> CanaryPlan:
+    """`n` canaries per repeat count (and `audit` audit canaries, `decoys` decoys per canary) for `template`:
+    the secrets and the audit canaries' inclusion from operating-system entropy, the labels' order from `seed`."""
     if n < 1:
         raise PrivauditError("--insert must be at least 1")
     if not repeats or any(r < 1 for r in repeats):
@@ -94,8 +100,9 @@ def plan_canaries(
     total = n_exposure + audit + n_exposure * decoys
     if total > template.space_size:
         raise PrivauditError(f"template {template.text!r} has only {template.space_size} secrets for {total} canaries")
-    rng = random.Random(seed)
-    secrets = _distinct_secrets(template, total, rng)
+    rng = random.Random(seed)  # the public choices: the label order, the decoys' labels
+    unpredictable = random.SystemRandom()
+    secrets = _distinct_secrets(template, total, unpredictable)
     order = list(labels)
     rng.shuffle(order)
     canaries = []
@@ -110,7 +117,7 @@ def plan_canaries(
     for j in range(audit):
         secret = secrets[n_exposure + j]
         chosen = label if label is not None else order[(n_exposure + j) % len(order)]
-        inserted = 1 if rng.random() < 0.5 else 0
+        inserted = 1 if unpredictable.random() < 0.5 else 0
         canaries.append(Canary(secret, chosen, inserted, template.render(secret), "audit", audit_run))
     decoy_rows = []
     for i in range(n_exposure * decoys):

@@ -74,6 +74,16 @@ def test_plan_gives_shared_template_canaries_different_labels():
     assert row["secret"] is None and row["text"] is None and "secret_hash" not in row  # brute-forceable
 
 
+def test_secrets_and_audit_inclusion_are_not_drawn_from_the_recorded_seed():
+    # The seed is in results.json: two plans from one seed must not share their secrets or inclusion bits
+    # (10^4 secrets, 8 canaries; 200 inclusion bits), while the public label order follows it.
+    plans = [plan_canaries(parse_template(PIN), 4, [1, 4], ["A", "B", "C", "D"], seed=1, audit=200) for _ in range(2)]
+    secrets = [[c.secret for c in plan.canaries if c.role == "exposure"] for plan in plans]
+    inclusion = [[c.repeat for c in plan.canaries if c.role == "audit"] for plan in plans]
+    assert secrets[0] != secrets[1] and inclusion[0] != inclusion[1]
+    assert [[c.label for c in plan.canaries] for plan in plans][0] == [c.label for c in plans[1].canaries]
+
+
 def test_canaries_sharing_a_label_and_a_repeat_count_go_to_different_training_runs():
     labels = ["A", "B", "C"]
     plan = plan_canaries(parse_template(PIN), 7, [1, 16], labels, seed=3, audit=10, decoys=1)
