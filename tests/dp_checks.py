@@ -5,6 +5,7 @@ whatever noise, sampler and clipper classes are installed there are the ones che
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -101,17 +102,17 @@ class _Entropy:
         return (0x2468ACE1).to_bytes(4, "little")[:n] + rest
 
 
-def noise_differs_beyond_32_bits_of_entropy(monkeypatch) -> bool:
+def noise_differs_beyond_32_bits_of_entropy() -> bool:
     """Whether two steps' noise differ when the operating-system entropy behind them agrees on 32 bits only. A
     stream seeded through 32 bits (torch's CPU manual_seed keeps the low 32 of any seed) is one of 2^32, which the
     threat model's adversary, who sees each update, can search."""
     draws = []
     for tail in (1, 2):
-        monkeypatch.setattr(dpsgd, "secrets", _Entropy(tail))
-        noise = training.GaussianNoise([torch.zeros(1000)], 1.0)
-        noise.start_step()
+        with pytest.MonkeyPatch.context() as entropy:
+            entropy.setattr(dpsgd, "secrets", _Entropy(tail))
+            noise = training.GaussianNoise([torch.zeros(1000)], 1.0)
+            noise.start_step()
         draws.append(noise.buffer.clone())
-    monkeypatch.undo()
     return not torch.equal(*draws)
 
 
