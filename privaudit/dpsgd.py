@@ -53,6 +53,10 @@ class _Call:
     holder: torch.Tensor | None = None
     # What the forward computed on the way that a rule needs (a LayerNorm's mean and 1/std).
     stats: tuple | None = None
+    # Whether the rule looks for positions no gradient reaches (_at_positions_with_gradient), and what it found:
+    # None (it did not look), False (every position has a gradient) or True (some have none).
+    search_positions: bool = True
+    found_dead_positions: bool | None = None
 
 
 @dataclass
@@ -62,6 +66,21 @@ class _Layer:
     params: dict[str, nn.Parameter]
     rule: type | None  # the hand-written rule for the module's type (_RULES), or None: torch.func
     calls: list[_Call] = field(default_factory=list)
+    # Searches for positions without gradient that found none: after _POSITION_SEARCHES of them the layer stops
+    # searching (exact either way: a position is only dropped where a search found it without gradient), while
+    # a layer whose searches find some keeps searching every step.
+    fruitless_searches: int = 0
+
+    def next_call_searches(self) -> bool:
+        return self.fruitless_searches < _POSITION_SEARCHES
+
+    def searched(self, found: bool | None) -> None:
+        self.fruitless_searches += found is False
+
+
+# In bert-tiny, 4 of 14 linear layers and 2 of 5 LayerNorms have positions without gradient at every step (a
+# BERT's last layer), the others never: the search costs those a few operations a pass for nothing.
+_POSITION_SEARCHES = 3
 
 
 # Outputs of at most this many elements keep their gradient by retain_grad (autograd's C++ hook copies it)
@@ -224,7 +243,9 @@ class PerExampleClipper:
             calls = [c for c in layer.calls if c.grad_output is not None]
             rule = layer.rule
             if len(calls) == 1 and rule is not None and rule.applies(layer.module):
+                calls[0].search_positions = layer.next_call_searches()
                 state = rule.prepare(layer.module, calls[0])
+                layer.searched(calls[0].found_dead_positions)
                 sq = rule.norm_sq(layer.module, state, grams)
                 plans.append((layer, rule, state, None))
             elif calls:
@@ -569,7 +590,9 @@ class _LinearRule:
     def prepare(module, call):
         a, g = _input(call), call.grad_output
         batch = g.shape[0]
-        g, a = _at_positions_with_gradient(g.reshape(batch, -1, g.shape[-1]), a.reshape(batch, -1, a.shape[-1]))
+        g, a = _at_positions_with_gradient(
+            g.reshape(batch, -1, g.shape[-1]), a.reshape(batch, -1, a.shape[-1]), call=call
+        )
         # Each example's bias gradient, sum_t g_t: its norm, and (scaled) the clipped sum's bias.
         return a, g, g.sum(1) if module.bias is not None else None
 
@@ -591,7 +614,9 @@ class _LinearRule:
             out["bias"].addmv_(bias_grads.t(), scale)
 
 
-def _at_positions_with_gradient(g: torch.Tensor, *alongside: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _at_positions_with_gradient(
+    g: torch.Tensor, *alongside: torch.Tensor, call: _Call | None = None
+) -> tuple[torch.Tensor, ...]:
     """A (B, T, d) output gradient, and the (B, T, ...) tensors `alongside` it, at only the positions t where some
     example's g_t is not zero (all of them unchanged when that is every position). A layer's rule takes them so
     before its products. Exact: a position
@@ -599,17 +624,22 @@ def _at_positions_with_gradient(g: torch.Tensor, *alongside: torch.Tensor) -> tu
     the clipped sum, while ordinary autograd multiplies those zeros. In a BERT's last layer, after its attention,
     only [CLS] reaches the pooler: those layers' products shrink from T positions to one (bert-tiny: 4 of its 14
     linear layers and 2 of its LayerNorms; README "Performance"). Padding positions are zero too, but a batch's
-    longest text keeps all of them; gathering each example's live rows instead did not pay for its copies."""
-    if g.shape[1] == 1:
+    longest text keeps all of them; gathering each example's live rows instead did not pay for its copies.
+    `call`: the layer call, whose search_positions says whether to look (_Layer.next_call_searches) and which
+    records what the search found."""
+    if g.shape[1] == 1 or (call is not None and not call.search_positions):
         return g, *alongside
     # A position is live if any example's first feature is not zero: 1/d of the reads, and in every layer but the
     # last all its positions (the batch's longest text fills them); only then are the whole rows read (two
     # reductions without an |g| temporary). A NaN counts as live.
     live = (g[..., 0] != 0).any(0)
-    if bool(live.all()):
-        return g, *alongside
-    live |= ((g.amax(-1) != 0) | (g.amin(-1) != 0)).any(0)
-    if bool(live.all()):
+    every = bool(live.all())
+    if not every:
+        live |= ((g.amax(-1) != 0) | (g.amin(-1) != 0)).any(0)
+        every = bool(live.all())
+    if call is not None:
+        call.found_dead_positions = not every
+    if every:
         return g, *alongside
     kept = live.nonzero().squeeze(1)
     return tuple(t.index_select(1, kept) for t in (g, *alongside))
@@ -803,10 +833,12 @@ class _LayerNormRule:
         batch, width = g.shape[0], math.prod(module.normalized_shape)
         x, g = x.reshape(batch, -1, width), g.reshape(batch, -1, width)
         if call.stats is not None:  # the forward's mean and 1/std (forward, above)
-            g, x, mean, rstd = _at_positions_with_gradient(g, x, *(s.reshape(batch, -1, 1) for s in call.stats))
+            g, x, mean, rstd = _at_positions_with_gradient(
+                g, x, *(s.reshape(batch, -1, 1) for s in call.stats), call=call
+            )
             x_hat = (x - mean).mul_(rstd)
         else:
-            g, x = _at_positions_with_gradient(g, x)
+            g, x = _at_positions_with_gradient(g, x, call=call)
             # With a unit weight: the same values, and on CPU about 2x faster than layer_norm without one (torch
             # 2.13, bert-tiny's (64, T, 128) inputs). Over the flattened normalised dimensions: the same statistics.
             x_hat = F.layer_norm(x, (width,), _ones((width,), x.dtype, x.device), None, module.eps)

@@ -167,6 +167,32 @@ def test_layers_whose_gradient_reaches_few_positions_match_per_example_loop():
     assert_same(ReadsTwoPositions())
 
 
+def test_layers_stop_searching_for_positions_only_after_searches_that_found_none():
+    # Exact either way (a position is dropped only where a search found it without gradient); a search costs a
+    # few operations a layer, so a layer whose first searches find every position live stops. Only positions 2
+    # and 4 reach ReadsTwoPositions' output: its LayerNorms keep searching, and dropping, step after step;
+    # TwoLayerNorms' stop (the longest text fills every position). Every step matches the per-example loop.
+    torch.manual_seed(4)
+    ids, mask, targets = batch()
+    for model, keeps_searching in ((ReadsTwoPositions(), True), (TwoLayerNorms(), False)):
+        model.eval()
+        expected, _ = reference_clipped_sum(model, ids, mask, targets, 0.3)
+        clipper = PerExampleClipper(model, 0.3)
+        try:
+            for _ in range(dpsgd._POSITION_SEARCHES + 2):
+                for p in clipper.parameters:
+                    p.grad = None
+                with clipper.capture(len(targets)):
+                    F.cross_entropy(model(ids, mask), targets, reduction="none").sum().backward()
+                clipper.clip_and_accumulate()
+                for name, p in model.named_parameters():
+                    torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+            norms = [layer for layer in clipper.layers if isinstance(layer.module, nn.LayerNorm)]
+            assert len(norms) == 2 and all(layer.next_call_searches() is keeps_searching for layer in norms)
+        finally:
+            clipper.close()
+
+
 class ScaledPooling(nn.Module):
     """A layer with a parameter no rule knows: handled by the torch.func (vmap) fallback."""
 
