@@ -101,7 +101,7 @@ def plan_canaries(
     if total > template.space_size:
         raise PrivauditError(f"template {template.text!r} has only {template.space_size} secrets for {total} canaries")
     rng = random.Random(seed)  # the public choices: the label order, the decoys' labels
-    unpredictable = random.SystemRandom()
+    unpredictable = _unpredictable()
     secrets = _distinct_secrets(template, total, unpredictable)
     order = list(labels)
     rng.shuffle(order)
@@ -125,6 +125,12 @@ def plan_canaries(
         others = [y for y in labels if y != owner.label] or labels
         decoy_rows.append((template.render(secrets[n_exposure + audit + i]), rng.choice(others), owner.run))
     return CanaryPlan(template, canaries, decoy_rows)
+
+
+def _unpredictable() -> random.Random:
+    """Where the secrets and the audit canaries' inclusion come from: operating-system entropy. (The tests put one
+    fixed stream here, tests/conftest.py, so that their extraction figures do not depend on the draw.)"""
+    return random.SystemRandom()
 
 
 def _distinct_secrets(template: Template, count: int, rng: random.Random) -> list[tuple[str, ...]]:

@@ -2,6 +2,7 @@ import contextlib
 import csv
 import io
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def run_cli():
 def run_cli_module():
     """run_cli for module-scoped fixtures (one audit shared by several tests)."""
     return invoke_cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def canary_secrets_source():
+    """Canary secrets come from operating-system entropy, so a test's extraction figures would depend on the draw:
+    in the tests every canary plan draws them from the same fixed stream. Yields the real source (for the test
+    that checks it)."""
+    from privaudit.canaries import generate
+
+    real = generate._unpredictable
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generate, "_unpredictable", lambda: random.Random(0))
+        yield real
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from privaudit.canaries import generate
 from privaudit.canaries.generate import plan_canaries
 from privaudit.canaries.templates import parse_template
 from privaudit.errors import PrivauditError
@@ -74,9 +75,10 @@ def test_plan_gives_shared_template_canaries_different_labels():
     assert row["secret"] is None and row["text"] is None and "secret_hash" not in row  # brute-forceable
 
 
-def test_secrets_and_audit_inclusion_are_not_drawn_from_the_recorded_seed():
+def test_secrets_and_audit_inclusion_are_not_drawn_from_the_recorded_seed(canary_secrets_source, monkeypatch):
     # The seed is in results.json: two plans from one seed must not share their secrets or inclusion bits
     # (10^4 secrets, 8 canaries; 200 inclusion bits), while the public label order follows it.
+    monkeypatch.setattr(generate, "_unpredictable", canary_secrets_source)  # the real one, not the tests' stream
     plans = [plan_canaries(parse_template(PIN), 4, [1, 4], ["A", "B", "C", "D"], seed=1, audit=200) for _ in range(2)]
     secrets = [[c.secret for c in plan.canaries if c.role == "exposure"] for plan in plans]
     inclusion = [[c.repeat for c in plan.canaries if c.role == "audit"] for plan in plans]
